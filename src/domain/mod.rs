@@ -1,0 +1,30 @@
+//! Domain types that validate when parsed, so invalid data cannot exist past the edge.
+//!
+//! Nothing here imports the rest of the crate: the HTTP, database and realtime layers
+//! depend on these types, never the other way round.
+
+mod avatar_color;
+mod display_name;
+mod expiry;
+mod ids;
+mod session;
+mod session_name;
+
+pub use avatar_color::AvatarColor;
+pub use display_name::DisplayName;
+pub use expiry::ExpiresInMinutes;
+pub use ids::{ParticipantId, SessionId};
+pub use session::{EndReason, LeaveReason, Participant, Session};
+pub use session_name::SessionName;
+
+/// Why a value was refused: the message shown to the client under its field name.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct Invalid(pub String);
+
+impl Invalid {
+    /// A refusal with a message for the client.
+    pub fn new(message: impl Into<String>) -> Self {
+        Self(message.into())
+    }
+}

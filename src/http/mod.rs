@@ -1,0 +1,79 @@
+//! The HTTP edge: routes, extractors, middleware and the one error mapping.
+
+pub mod body;
+pub mod error;
+pub mod health;
+pub mod middleware;
+pub mod openapi;
+pub mod participants;
+pub mod sessions;
+
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+
+use actix::Addr;
+use actix_web::http::header;
+use actix_web::{web, HttpRequest};
+
+use crate::auth::{Claims, Tokens};
+use crate::config::Settings;
+use crate::db::Db;
+use crate::domain::SessionId;
+use crate::realtime::SessionRegistry;
+use crate::store::redis::RedisPool;
+use error::ApiError;
+
+/// What every handler may use; built once in `startup`.
+pub struct AppState {
+    /// Settings the server was started with.
+    pub settings: Arc<Settings>,
+    /// The SQL database.
+    pub db: Db,
+    /// Redis, when configured.
+    pub redis: Option<RedisPool>,
+    /// Token issue and check.
+    pub tokens: Tokens,
+    /// The supervisor of session actors.
+    pub registry: Addr<SessionRegistry>,
+    /// Set on SIGTERM: readiness fails and new sockets are refused.
+    pub draining: Arc<AtomicBool>,
+}
+
+/// Mounts every route.
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.service(
+        web::scope("/api")
+            .route("/openapi.json", web::get().to(openapi::document))
+            .route("/sessions", web::post().to(sessions::create))
+            .route("/sessions/{id}", web::get().to(sessions::show))
+            .route("/sessions/{id}", web::delete().to(sessions::end))
+            .route("/sessions/{id}/join", web::post().to(participants::join))
+            .route("/sessions/{id}/participants", web::get().to(participants::list))
+            .route("/sessions/{id}/participants/{user_id}", web::delete().to(participants::remove)),
+    )
+    .route("/health", web::get().to(health::basic))
+    .route("/health/detailed", web::get().to(health::detailed))
+    .route("/health/ready", web::get().to(health::ready))
+    .route("/health/live", web::get().to(health::live));
+}
+
+/// A session id from the path; a malformed one names no session (404).
+pub fn session_id(raw: &str) -> Result<SessionId, ApiError> {
+    raw.parse().map_err(|_| ApiError::NotFound("session not found"))
+}
+
+/// The claims of the `Authorization: Bearer …` token.
+pub fn bearer_claims(req: &HttpRequest, tokens: &Tokens) -> Result<Claims, ApiError> {
+    let value = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .ok_or(ApiError::Unauthorized("missing bearer token"))?
+        .to_str()
+        .map_err(|_| ApiError::Unauthorized("malformed authorization header"))?;
+    let token = value
+        .split_once(' ')
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, token)| token.trim())
+        .ok_or(ApiError::Unauthorized("authorization must be a Bearer token"))?;
+    Ok(tokens.verify(token)?)
+}

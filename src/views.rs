@@ -1,0 +1,85 @@
+//! JSON shapes shared by the REST API and the WebSocket snapshot.
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use serde::{Serialize, Serializer};
+use utoipa::ToSchema;
+
+use crate::domain::{Participant, Session};
+
+/// RFC 3339 UTC with a `Z`, to the second.
+pub fn rfc3339(at: &DateTime<Utc>) -> String {
+    at.to_rfc3339_opts(SecondsFormat::Secs, true)
+}
+
+fn ser_time<S: Serializer>(at: &DateTime<Utc>, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&rfc3339(at))
+}
+
+/// `GET /api/sessions/{id}`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SessionView {
+    /// Session id (UUID v4).
+    pub id: String,
+    /// Optional title.
+    pub name: Option<String>,
+    /// Creation time.
+    #[serde(serialize_with = "ser_time")]
+    pub created_at: DateTime<Utc>,
+    /// Expiry time.
+    #[serde(serialize_with = "ser_time")]
+    pub expires_at: DateTime<Utc>,
+    /// Non-removed participants.
+    pub participant_count: u32,
+    /// False once the session has ended, expired or gone inactive.
+    pub is_active: bool,
+}
+
+impl SessionView {
+    /// The view of a session at `now`.
+    pub fn new(session: &Session, is_active: bool) -> Self {
+        Self {
+            id: session.id.to_string(),
+            name: session.name.clone(),
+            created_at: session.created_at,
+            expires_at: session.expires_at,
+            participant_count: session.participant_count,
+            is_active,
+        }
+    }
+}
+
+/// One participant, as listed by REST and in the join snapshot.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct ParticipantView {
+    /// Participant id (UUID v4).
+    pub user_id: String,
+    /// Name shown to others.
+    pub display_name: String,
+    /// Marker colour, `#RRGGBB`.
+    pub avatar_color: String,
+    /// When it was last seen.
+    #[serde(serialize_with = "ser_time")]
+    pub last_seen: DateTime<Utc>,
+    /// Seen within `PARTICIPANT_IDLE_SECONDS` and not left.
+    pub is_active: bool,
+}
+
+impl ParticipantView {
+    /// The view of a participant with its activity already worked out.
+    pub fn new(p: &Participant, is_active: bool) -> Self {
+        Self {
+            user_id: p.id.to_string(),
+            display_name: p.display_name.as_str().to_owned(),
+            avatar_color: p.avatar_color.as_str().to_owned(),
+            last_seen: p.last_seen_at,
+            is_active,
+        }
+    }
+}
+
+/// `GET /api/sessions/{id}/participants`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ParticipantList {
+    /// Non-removed participants in joining order.
+    pub participants: Vec<ParticipantView>,
+}
