@@ -5,6 +5,7 @@ pub mod config;
 pub mod db;
 pub mod domain;
 pub mod http;
+pub mod ops;
 pub mod realtime;
 pub mod startup;
 pub mod store;

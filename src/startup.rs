@@ -5,7 +5,7 @@ use std::net::TcpListener;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
-use actix::Actor;
+use actix::{Actor, Addr};
 use actix_web::dev::Server;
 use actix_web::middleware::{from_fn, ErrorHandlers};
 use actix_web::{web, App, HttpServer};
@@ -15,8 +15,13 @@ use crate::config::Settings;
 use crate::db::{Db, DbError};
 use crate::http::error::ApiError;
 use crate::http::{self, middleware, AppState};
+use crate::ops::cleanup::CleanupWorker;
+use crate::ops::metrics::Metrics;
+use crate::realtime::session::SessionDeps;
 use crate::realtime::SessionRegistry;
-use crate::store::redis::{RedisError, RedisPool};
+use crate::store::memory::MemoryStore;
+use crate::store::redis::{RedisError, RedisPool, RedisStore};
+use crate::store::Store;
 
 /// Why the server could not start.
 #[derive(Debug, thiserror::Error)]
@@ -41,6 +46,7 @@ pub enum StartupError {
 pub struct Application {
     port: u16,
     server: Server,
+    registry: Addr<SessionRegistry>,
 }
 
 impl Application {
@@ -57,8 +63,34 @@ impl Application {
             log::info!("applied {applied} migration(s)");
         }
 
+        let limits = Arc::new(settings.limits.clone());
         let redis = settings.redis_url.as_deref().map(RedisPool::new).transpose()?;
-        let registry = SessionRegistry::default().start();
+        let store: Store = match &redis {
+            Some(pool) => {
+                let keep = limits.session_inactivity + limits.location_ttl;
+                Arc::new(RedisStore::new(pool.clone(), limits.location_ttl, keep))
+            }
+            None => Arc::new(MemoryStore::new(limits.location_ttl)),
+        };
+        let metrics = Arc::new(Metrics::default());
+
+        let deps = Arc::new(SessionDeps {
+            db: db.clone(),
+            store: store.clone(),
+            limits: (*limits).clone(),
+            metrics: metrics.clone(),
+        });
+        let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
+        let registry = SessionRegistry::new(deps, threads).start();
+        CleanupWorker::new(
+            db.clone(),
+            store.clone(),
+            registry.clone(),
+            limits.cleanup_interval,
+            limits.session_inactivity,
+            limits.ended_retention,
+        )
+        .start();
 
         let address = format!("{}:{}", settings.host, settings.port);
         let listener =
@@ -68,10 +100,13 @@ impl Application {
         let grace = settings.limits.shutdown_grace;
         let state = web::Data::new(AppState {
             tokens: Tokens::new(&settings.jwt_secret),
+            limits,
+            store,
+            metrics,
             settings: Arc::new(settings),
             db,
             redis,
-            registry,
+            registry: registry.clone(),
             draining: Arc::new(AtomicBool::new(false)),
         });
         let server = HttpServer::new(move || {
@@ -90,12 +125,17 @@ impl Application {
         .map_err(|source| StartupError::Bind { address: format!("port {port}"), source })?
         .run();
         log::info!("listening on port {port}");
-        Ok(Self { port, server })
+        Ok(Self { port, server, registry })
     }
 
     /// The port actually bound (useful when 0 was asked for).
     pub fn port(&self) -> u16 {
         self.port
+    }
+
+    /// The session registry (tests use it to reach session actors).
+    pub fn registry(&self) -> Addr<SessionRegistry> {
+        self.registry.clone()
     }
 
     /// Serves until the server is stopped (SIGINT/SIGTERM).

@@ -153,3 +153,50 @@ pub fn remove(
         Ok(true)
     })
 }
+
+/// Moves participants' `last_seen_at` and the session's `last_activity_at` forward (never back).
+pub fn save_seen(
+    conn: &mut DbConnection,
+    session: SessionId,
+    seen: &[(ParticipantId, DateTime<Utc>)],
+    activity: DateTime<Utc>,
+) -> Result<(), DbError> {
+    let sid = session.to_string();
+    conn.transaction::<(), DbError, _>(|c| {
+        let activity = activity.naive_utc();
+        diesel::update(sessions::table.find(&sid).filter(sessions::last_activity_at.lt(activity)))
+            .set(sessions::last_activity_at.eq(activity))
+            .execute(c)?;
+        for (user, at) in seen {
+            let at = at.naive_utc();
+            diesel::update(dsl::participants.find(user.to_string()).filter(dsl::last_seen_at.lt(at)))
+                .set(dsl::last_seen_at.eq(at))
+                .execute(c)?;
+        }
+        Ok(())
+    })
+}
+
+/// Participants of live sessions not seen since `before`: `(session, participant)`.
+pub fn idle(
+    conn: &mut DbConnection,
+    before: DateTime<Utc>,
+    limit: i64,
+) -> Result<Vec<(SessionId, ParticipantId)>, DbError> {
+    let rows: Vec<(String, String)> = dsl::participants
+        .inner_join(sessions::table)
+        .filter(dsl::removed_at.is_null())
+        .filter(sessions::ended_at.is_null())
+        .filter(dsl::last_seen_at.le(before.naive_utc()))
+        .select((dsl::session_id, dsl::id))
+        .limit(limit)
+        .load(conn)?;
+    rows.into_iter()
+        .map(|(s, p)| {
+            Ok((
+                s.parse().map_err(|_| corrupt("participants.session_id"))?,
+                p.parse().map_err(|_| corrupt("participants.id"))?,
+            ))
+        })
+        .collect()
+}

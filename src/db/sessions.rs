@@ -78,3 +78,44 @@ pub fn mark_ended(
         .execute(conn)?;
     Ok(updated == 1)
 }
+
+/// Live sessions past their expiry or their recorded inactivity limit at `now`.
+pub fn due_to_end(
+    conn: &mut DbConnection,
+    now: DateTime<Utc>,
+    inactivity: chrono::Duration,
+    limit: i64,
+) -> Result<Vec<Session>, DbError> {
+    let now_naive = now.naive_utc();
+    let quiet_since = (now - inactivity).naive_utc();
+    dsl::sessions
+        .filter(dsl::ended_at.is_null())
+        .filter(dsl::expires_at.le(now_naive).or(dsl::last_activity_at.le(quiet_since)))
+        .order(dsl::expires_at.asc())
+        .limit(limit)
+        .select(SessionRow::as_select())
+        .load(conn)?
+        .into_iter()
+        .map(SessionRow::into_domain)
+        .collect()
+}
+
+/// Deletes sessions (and, by cascade, their participants) that ended before `before`, including
+/// ones that expired before then without the end being recorded. Returns how many went.
+pub fn purge_ended(conn: &mut DbConnection, before: DateTime<Utc>) -> Result<usize, DbError> {
+    let before = before.naive_utc();
+    let ids: Vec<String> = dsl::sessions
+        .filter(dsl::ended_at.le(before).or(dsl::ended_at.is_null().and(dsl::expires_at.le(before))))
+        .select(dsl::id)
+        .limit(1000)
+        .load(conn)?;
+    if ids.is_empty() {
+        return Ok(0);
+    }
+    conn.transaction::<usize, DbError, _>(|c| {
+        // SQLite enforces the cascade only with foreign_keys on; delete children explicitly anyway.
+        diesel::delete(super::schema::participants::table.filter(super::schema::participants::session_id.eq_any(&ids)))
+            .execute(c)?;
+        Ok(diesel::delete(dsl::sessions.filter(dsl::id.eq_any(&ids))).execute(c)?)
+    })
+}

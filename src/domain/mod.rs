@@ -7,6 +7,7 @@ mod avatar_color;
 mod display_name;
 mod expiry;
 mod ids;
+mod location;
 mod session;
 mod session_name;
 
@@ -14,6 +15,7 @@ pub use avatar_color::AvatarColor;
 pub use display_name::DisplayName;
 pub use expiry::ExpiresInMinutes;
 pub use ids::{ParticipantId, SessionId};
+pub use location::{Location, LocationErrors, LocationView};
 pub use session::{EndReason, LeaveReason, Participant, Session};
 pub use session_name::SessionName;
 

@@ -7,6 +7,7 @@ pub mod middleware;
 pub mod openapi;
 pub mod participants;
 pub mod sessions;
+pub mod socket;
 
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
@@ -16,17 +17,25 @@ use actix_web::http::header;
 use actix_web::{web, HttpRequest};
 
 use crate::auth::{Claims, Tokens};
-use crate::config::Settings;
+use crate::config::{Limits, Settings};
 use crate::db::Db;
 use crate::domain::SessionId;
+use crate::ops::metrics::Metrics;
 use crate::realtime::SessionRegistry;
 use crate::store::redis::RedisPool;
+use crate::store::Store;
 use error::ApiError;
 
 /// What every handler may use; built once in `startup`.
 pub struct AppState {
     /// Settings the server was started with.
     pub settings: Arc<Settings>,
+    /// The limits part of the settings, shared with every socket.
+    pub limits: Arc<Limits>,
+    /// Ephemeral state (locations, last seen).
+    pub store: Store,
+    /// Counters.
+    pub metrics: Arc<Metrics>,
     /// The SQL database.
     pub db: Db,
     /// Redis, when configured.
@@ -51,6 +60,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .route("/sessions/{id}/participants", web::get().to(participants::list))
             .route("/sessions/{id}/participants/{user_id}", web::delete().to(participants::remove)),
     )
+    .route("/socket/websocket", web::get().to(socket::upgrade))
     .route("/health", web::get().to(health::basic))
     .route("/health/detailed", web::get().to(health::detailed))
     .route("/health/ready", web::get().to(health::ready))

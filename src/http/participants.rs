@@ -83,7 +83,9 @@ pub async fn join(
         session_id: sid,
         display_name,
         avatar_color,
-        joined_at: now,
+        // Not truncated to the second: the list is ordered by it, and joins within one second
+        // would otherwise come out in the order of their random ids.
+        joined_at: Utc::now(),
         last_seen_at: now,
         removed_at: None,
     };
@@ -121,7 +123,18 @@ pub async fn list(state: web::Data<AppState>, path: web::Path<String>) -> Result
     let limits = &state.settings.limits;
     let live = session.is_active(now, chrono_duration(limits.session_inactivity));
     let idle = chrono_duration(limits.participant_idle);
-    let participants = state.db.run(move |conn| db::participants::list_live(conn, sid)).await?;
+    let mut participants = state.db.run(move |conn| db::participants::list_live(conn, sid)).await?;
+    // SQL's last_seen lags behind socket activity; the ephemeral store has the latest.
+    match state.store.last_seen(sid).await {
+        Ok(seen) => {
+            for p in &mut participants {
+                if let Some(at) = seen.get(&p.id) {
+                    p.last_seen_at = p.last_seen_at.max(*at);
+                }
+            }
+        }
+        Err(e) => log::warn!("{e}"),
+    }
     let participants = participants.iter().map(|p| ParticipantView::new(p, p.is_active(now, idle, live))).collect();
     Ok(HttpResponse::Ok().json(ParticipantList { participants }))
 }

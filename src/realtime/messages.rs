@@ -1,8 +1,25 @@
-//! Every actor message, in one place. Facts are named in the past tense, commands in the imperative.
+//! Every actor message, in one place. Facts are named in the past tense, commands in the
+//! imperative. Who sends what:
+//!
+//! - HTTP handlers and the cleanup worker → registry: [`ParticipantJoined`], [`ParticipantLeft`],
+//!   [`SessionEnded`] (the registry forwards them to the session's actor, if one is live here).
+//! - Socket actor → registry: [`JoinSession`] (starts the session actor on demand).
+//! - Socket actor → session actor: [`LocationReported`], [`Seen`], [`Disconnect`].
+//! - Session actor → socket actor: frames through the socket's [`Outbox`], and [`Flush`] to wake it.
+//! - Session actor → registry: [`SessionStopped`] (so the supervisor forgets or restarts it).
 
-use actix::{Message, MessageResponse};
+use std::sync::Arc;
 
-use crate::domain::{EndReason, LeaveReason, Participant, ParticipantId, SessionId};
+use actix::{Addr, Message, MessageResponse, Recipient};
+use chrono::{DateTime, Utc};
+
+use super::outbox::Outbox;
+use super::protocol::{ReplyTo, Vsn};
+use super::session::SessionActor;
+use crate::domain::{EndReason, LeaveReason, Location, Participant, ParticipantId, SessionId};
+
+/// A socket's identity within this process.
+pub type SocketId = u64;
 
 /// Fact: a participant joined through REST; its session tells everyone (`participant_joined`).
 #[derive(Debug, Clone, Message)]
@@ -48,4 +65,124 @@ pub struct RegistryStats {
     pub sessions_live: usize,
     /// Sockets connected to this process.
     pub sockets: usize,
+}
+
+/// How the session reaches one socket: its queue and a way to wake it.
+#[derive(Clone)]
+pub struct SocketHandle {
+    /// The socket.
+    pub id: SocketId,
+    /// The participant of its token.
+    pub participant: ParticipantId,
+    /// The framing it speaks.
+    pub vsn: Vsn,
+    /// Its bounded outgoing queue.
+    pub outbox: Arc<Outbox>,
+    /// Wakes it to drain the queue.
+    pub wake: Recipient<Flush>,
+}
+
+/// Why a channel join was refused (the `reason` of the error reply).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JoinRefusal {
+    /// The topic is not the token's session.
+    Unauthorized,
+    /// The session is over.
+    SessionEnded,
+    /// The participant left, was removed, or never was in the session.
+    NotAParticipant,
+    /// The session could not be loaded (database down) or its actor failed.
+    Unavailable,
+}
+
+impl JoinRefusal {
+    /// The wire spelling.
+    pub fn reason(self) -> &'static str {
+        match self {
+            Self::Unauthorized => "unauthorized",
+            Self::SessionEnded => "session_ended",
+            Self::NotAParticipant => "not_a_participant",
+            Self::Unavailable => "unavailable",
+        }
+    }
+}
+
+/// Command (registry): put this socket in the session's channel, starting the session actor if
+/// need be. On success the join reply and `presence_state` are already in the socket's outbox.
+#[derive(Message)]
+#[rtype(result = "Result<Addr<SessionActor>, JoinRefusal>")]
+pub struct JoinSession {
+    /// The session.
+    pub session: SessionId,
+    /// The joining socket.
+    pub socket: SocketHandle,
+    /// The `phx_join` being answered.
+    pub reply: ReplyTo,
+}
+
+/// Command (session actor): the session-side half of [`JoinSession`].
+#[derive(Message)]
+#[rtype(result = "Result<(), JoinRefusal>")]
+pub struct Connect {
+    /// The joining socket.
+    pub socket: SocketHandle,
+    /// The `phx_join` being answered.
+    pub reply: ReplyTo,
+}
+
+/// Command (session actor): this socket leaves the channel (phx_leave, or the socket closed).
+#[derive(Debug, Clone, Copy, Message)]
+#[rtype(result = "()")]
+pub struct Disconnect {
+    /// The socket.
+    pub socket: SocketId,
+}
+
+/// Fact (session actor): a socket sent a valid location; rate-limit, store and fan out.
+#[derive(Debug, Clone, Message)]
+#[rtype(result = "()")]
+pub struct LocationReported {
+    /// The sending socket (it gets the reply and not the broadcast).
+    pub socket: SocketId,
+    /// Its participant.
+    pub participant: ParticipantId,
+    /// The checked location.
+    pub location: Location,
+    /// The push being answered.
+    pub reply: ReplyTo,
+}
+
+/// Fact (session actor): a participant's socket received a frame at this time.
+#[derive(Debug, Clone, Copy, Message)]
+#[rtype(result = "()")]
+pub struct Seen {
+    /// Who.
+    pub participant: ParticipantId,
+    /// When.
+    pub at: DateTime<Utc>,
+}
+
+/// Command (socket actor): drain the outbox into the WebSocket.
+#[derive(Debug, Clone, Copy, Message)]
+#[rtype(result = "()")]
+pub struct Flush;
+
+/// Fact (registry): a session actor stopped, normally or after a panic.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct SessionStopped {
+    /// Its session.
+    pub session: SessionId,
+    /// The actor that stopped (a newer one may already serve the session).
+    pub actor: Addr<SessionActor>,
+    /// True when it stopped because a handler panicked.
+    pub crashed: bool,
+}
+
+/// Command: make the session actor panic, to exercise supervision (tests send it; no route does).
+#[derive(Debug, Clone, Copy, Message)]
+#[rtype(result = "()")]
+pub struct Crash {
+    /// The session whose actor should panic.
+    pub session: SessionId,
 }

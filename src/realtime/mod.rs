@@ -2,6 +2,11 @@
 //! Phoenix Channels protocol.
 
 pub mod messages;
+pub mod outbox;
+pub mod protocol;
+pub mod rate_limit;
 pub mod registry;
+pub mod session;
+pub mod socket;
 
 pub use registry::SessionRegistry;

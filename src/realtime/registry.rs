@@ -1,16 +1,64 @@
 //! The session registry: the supervisor of session actors, and the router to them.
+//!
+//! Like an OTP one-for-one supervisor it starts a session's actor on demand, restarts it when it
+//! crashes (at most [`MAX_RESTARTS`] in [`RESTART_WINDOW`], then it waits for the next join), and
+//! forgets it when it stops. Session actors are spread over one arbiter (thread) per core.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
-use actix::{Actor, Context, Handler};
+use actix::prelude::*;
 
-use super::messages::{ParticipantJoined, ParticipantLeft, Ping, RegistryStats, SessionEnded};
+use super::messages::*;
+use super::session::{SessionActor, SessionDeps};
 use crate::domain::SessionId;
+use crate::ops::metrics::Metrics;
+
+/// Crashes of one session tolerated within [`RESTART_WINDOW`] before it is no longer restarted eagerly.
+pub const MAX_RESTARTS: usize = 3;
+/// See [`MAX_RESTARTS`].
+pub const RESTART_WINDOW: Duration = Duration::from_secs(5);
 
 /// Maps live session ids to their actors; one per process.
-#[derive(Default)]
 pub struct SessionRegistry {
-    sessions: HashMap<SessionId, ()>,
+    sessions: HashMap<SessionId, Addr<SessionActor>>,
+    crashes: HashMap<SessionId, VecDeque<Instant>>,
+    deps: Arc<SessionDeps>,
+    arbiters: Vec<Arbiter>,
+    next_arbiter: usize,
+}
+
+impl SessionRegistry {
+    /// A registry whose session actors run on `threads` arbiters.
+    pub fn new(deps: Arc<SessionDeps>, threads: usize) -> Self {
+        let arbiters = (0..threads.max(1)).map(|_| Arbiter::new()).collect();
+        Self { sessions: HashMap::new(), crashes: HashMap::new(), deps, arbiters, next_arbiter: 0 }
+    }
+
+    fn session(&mut self, id: SessionId, ctx: &mut Context<Self>) -> Addr<SessionActor> {
+        if let Some(addr) = self.sessions.get(&id).filter(|a| a.connected()) {
+            return addr.clone();
+        }
+        let (deps, me) = (self.deps.clone(), ctx.address());
+        self.next_arbiter = (self.next_arbiter + 1) % self.arbiters.len();
+        let addr = match self.arbiters.get(self.next_arbiter) {
+            Some(arbiter) => {
+                SessionActor::start_in_arbiter(&arbiter.handle(), move |_| SessionActor::new(id, deps, me))
+            }
+            None => SessionActor::new(id, deps, me).start(),
+        };
+        self.sessions.insert(id, addr.clone());
+        addr
+    }
+
+    fn restart_allowed(&mut self, id: SessionId) -> bool {
+        let now = Instant::now();
+        let recent = self.crashes.entry(id).or_default();
+        recent.retain(|t| now.duration_since(*t) < RESTART_WINDOW);
+        recent.push_back(now);
+        recent.len() <= MAX_RESTARTS
+    }
 }
 
 impl Actor for SessionRegistry {
@@ -21,7 +69,23 @@ impl Handler<Ping> for SessionRegistry {
     type Result = RegistryStats;
 
     fn handle(&mut self, _: Ping, _: &mut Context<Self>) -> RegistryStats {
-        RegistryStats { sessions_live: self.sessions.len(), sockets: 0 }
+        RegistryStats { sessions_live: self.sessions.len(), sockets: Metrics::read(&self.deps.metrics.sockets) }
+    }
+}
+
+impl Handler<JoinSession> for SessionRegistry {
+    type Result = ResponseFuture<Result<Addr<SessionActor>, JoinRefusal>>;
+
+    fn handle(&mut self, msg: JoinSession, ctx: &mut Context<Self>) -> Self::Result {
+        let addr = self.session(msg.session, ctx);
+        let connect = addr.send(Connect { socket: msg.socket, reply: msg.reply });
+        Box::pin(async move {
+            match connect.await {
+                Ok(Ok(())) => Ok(addr),
+                Ok(Err(refusal)) => Err(refusal),
+                Err(_) => Err(JoinRefusal::Unavailable),
+            }
+        })
     }
 }
 
@@ -29,7 +93,9 @@ impl Handler<ParticipantJoined> for SessionRegistry {
     type Result = ();
 
     fn handle(&mut self, msg: ParticipantJoined, _: &mut Context<Self>) {
-        log::debug!("participant joined session {}", msg.session);
+        if let Some(addr) = self.sessions.get(&msg.session) {
+            addr.do_send(msg);
+        }
     }
 }
 
@@ -37,7 +103,18 @@ impl Handler<ParticipantLeft> for SessionRegistry {
     type Result = ();
 
     fn handle(&mut self, msg: ParticipantLeft, _: &mut Context<Self>) {
-        log::debug!("participant left session {}", msg.session);
+        match self.sessions.get(&msg.session) {
+            Some(addr) => addr.do_send(msg),
+            // No actor here: still drop the position at once.
+            None => {
+                let deps = self.deps.clone();
+                actix::spawn(async move {
+                    if let Err(e) = deps.store.forget_participant(msg.session, msg.user).await {
+                        log::warn!("{e}");
+                    }
+                });
+            }
+        }
     }
 }
 
@@ -45,6 +122,47 @@ impl Handler<SessionEnded> for SessionRegistry {
     type Result = ();
 
     fn handle(&mut self, msg: SessionEnded, _: &mut Context<Self>) {
-        self.sessions.remove(&msg.session);
+        match self.sessions.get(&msg.session) {
+            Some(addr) => addr.do_send(msg),
+            None => {
+                let deps = self.deps.clone();
+                actix::spawn(async move {
+                    if let Err(e) = deps.store.forget_session(msg.session).await {
+                        log::warn!("{e}");
+                    }
+                });
+            }
+        }
+    }
+}
+
+impl Handler<SessionStopped> for SessionRegistry {
+    type Result = ();
+
+    fn handle(&mut self, msg: SessionStopped, ctx: &mut Context<Self>) {
+        if self.sessions.get(&msg.session) == Some(&msg.actor) {
+            self.sessions.remove(&msg.session);
+        }
+        if msg.crashed {
+            Metrics::inc(&self.deps.metrics.session_restarts);
+            if self.restart_allowed(msg.session) {
+                log::warn!("restarting the actor of session {}", msg.session);
+                self.session(msg.session, ctx);
+            } else {
+                log::error!("session {} keeps crashing; it restarts on the next join", msg.session);
+            }
+        } else {
+            self.crashes.remove(&msg.session);
+        }
+    }
+}
+
+impl Handler<Crash> for SessionRegistry {
+    type Result = ();
+
+    fn handle(&mut self, msg: Crash, _: &mut Context<Self>) {
+        if let Some(addr) = self.sessions.get(&msg.session) {
+            addr.do_send(msg);
+        }
     }
 }

@@ -1,3 +1,62 @@
-//! Ephemeral state with TTLs: Redis when `REDIS_URL` is set, memory otherwise.
+//! Ephemeral state with TTLs behind one trait: Redis when `REDIS_URL` is set, memory otherwise.
+//!
+//! It holds each participant's last location (with `LOCATION_TTL_SECONDS`, set atomically with the
+//! value), participants' last-seen times and each session's last activity. Nothing here is ever
+//! written to SQL. Callers log and count errors; the hot path never waits on it.
 
+pub mod memory;
 pub mod redis;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use futures_util::future::BoxFuture;
+
+use crate::domain::{LocationView, ParticipantId, SessionId};
+
+/// Failures of the ephemeral store.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// Redis could not be reached or answered an error.
+    #[error("ephemeral store unavailable: {0}")]
+    Unavailable(String),
+    /// A stored value could not be read back.
+    #[error("ephemeral store value unreadable: {0}")]
+    Corrupt(String),
+}
+
+/// The result of a store call.
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// Last-seen times of a session's participants.
+pub type SeenMap = HashMap<ParticipantId, DateTime<Utc>>;
+
+/// The ephemeral store.
+pub trait EphemeralStore: Send + Sync + 'static {
+    /// Sets participants' locations, each living `LOCATION_TTL_SECONDS` from now.
+    fn put_locations(
+        &self,
+        session: SessionId,
+        batch: Vec<(ParticipantId, LocationView)>,
+    ) -> BoxFuture<'_, StoreResult<()>>;
+    /// The session's locations that have not expired.
+    fn locations(&self, session: SessionId) -> BoxFuture<'_, StoreResult<Vec<LocationView>>>;
+    /// Forgets one participant's location and last-seen time (it left).
+    fn forget_participant(&self, session: SessionId, user: ParticipantId) -> BoxFuture<'_, StoreResult<()>>;
+    /// Forgets everything about a session (it ended).
+    fn forget_session(&self, session: SessionId) -> BoxFuture<'_, StoreResult<()>>;
+    /// Records participants as seen at the given times, and the session as active then.
+    fn mark_seen(
+        &self,
+        session: SessionId,
+        seen: Vec<(ParticipantId, DateTime<Utc>)>,
+    ) -> BoxFuture<'_, StoreResult<()>>;
+    /// Participants' last-seen times.
+    fn last_seen(&self, session: SessionId) -> BoxFuture<'_, StoreResult<SeenMap>>;
+    /// When anybody was last seen in the session.
+    fn last_activity(&self, session: SessionId) -> BoxFuture<'_, StoreResult<Option<DateTime<Utc>>>>;
+}
+
+/// The store shared by every part of the server.
+pub type Store = Arc<dyn EphemeralStore>;

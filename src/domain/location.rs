@@ -1,0 +1,207 @@
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Duration, SecondsFormat, Utc};
+use serde::Serialize;
+use serde_json::{Map, Value};
+
+use super::ParticipantId;
+
+/// Messages per field for a refused location, as `{"errors": {"lat": ["…"]}}`.
+pub type LocationErrors = BTreeMap<&'static str, Vec<&'static str>>;
+
+/// How far in the future a client's timestamp may be.
+const MAX_CLOCK_AHEAD_SECONDS: i64 = 60;
+
+/// A position reported by a participant, checked on the way in.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Location {
+    /// Latitude, -90..=90.
+    pub lat: f64,
+    /// Longitude, -180..=180.
+    pub lng: f64,
+    /// Accuracy radius in metres, 0..=100000.
+    pub accuracy: Option<f64>,
+    /// Heading in degrees, 0..<360.
+    pub heading: Option<f64>,
+    /// Speed in m/s, ≥ 0.
+    pub speed: Option<f64>,
+    /// The client's time of the fix, or the server's receive time.
+    pub timestamp: DateTime<Utc>,
+}
+
+impl Location {
+    /// Checks a `location_update` payload; `now` is the receive time, used when the client gives none.
+    pub fn parse(payload: &Map<String, Value>, now: DateTime<Utc>) -> Result<Self, LocationErrors> {
+        let mut errors = LocationErrors::new();
+        let lat = required(payload, "lat", -90.0..=90.0, &mut errors);
+        let lng = required(payload, "lng", -180.0..=180.0, &mut errors);
+        let accuracy = optional(payload, "accuracy", |v| (0.0..=100_000.0).contains(&v), &mut errors);
+        let heading = optional(payload, "heading", |v| (0.0..360.0).contains(&v), &mut errors);
+        let speed = optional(payload, "speed", |v| v >= 0.0, &mut errors);
+        let timestamp = match payload.get("timestamp") {
+            None | Some(Value::Null) => Some(now),
+            Some(Value::String(s)) => match DateTime::parse_from_rfc3339(s) {
+                Ok(t) if t.with_timezone(&Utc) <= now + Duration::seconds(MAX_CLOCK_AHEAD_SECONDS) => {
+                    Some(t.with_timezone(&Utc))
+                }
+                Ok(_) => {
+                    errors.entry("timestamp").or_default().push("must not be more than 60 seconds in the future");
+                    None
+                }
+                Err(_) => {
+                    errors.entry("timestamp").or_default().push("must be an RFC 3339 time");
+                    None
+                }
+            },
+            Some(_) => {
+                errors.entry("timestamp").or_default().push("must be an RFC 3339 time");
+                None
+            }
+        };
+        match (lat, lng, timestamp) {
+            (Some(lat), Some(lng), Some(timestamp)) if errors.is_empty() => {
+                Ok(Self { lat, lng, accuracy, heading, speed, timestamp })
+            }
+            _ => Err(errors),
+        }
+    }
+
+    /// The wire form of this location as `participant`'s.
+    pub fn view(&self, participant: ParticipantId) -> LocationView {
+        LocationView {
+            user_id: participant.to_string(),
+            lat: self.lat,
+            lng: self.lng,
+            accuracy: self.accuracy,
+            heading: self.heading,
+            speed: self.speed,
+            timestamp: self.timestamp.to_rfc3339_opts(SecondsFormat::AutoSi, true),
+        }
+    }
+}
+
+fn number(payload: &Map<String, Value>, field: &'static str, errors: &mut LocationErrors) -> Option<Option<f64>> {
+    match payload.get(field) {
+        None | Some(Value::Null) => Some(None),
+        Some(Value::Number(n)) => match n.as_f64().filter(|v| v.is_finite()) {
+            Some(v) => Some(Some(v)),
+            None => {
+                errors.entry(field).or_default().push("must be a finite number");
+                None
+            }
+        },
+        Some(_) => {
+            errors.entry(field).or_default().push("must be a number");
+            None
+        }
+    }
+}
+
+fn required(
+    payload: &Map<String, Value>,
+    field: &'static str,
+    range: std::ops::RangeInclusive<f64>,
+    errors: &mut LocationErrors,
+) -> Option<f64> {
+    match number(payload, field, errors)? {
+        None => {
+            errors.entry(field).or_default().push("can't be blank");
+            None
+        }
+        Some(v) if range.contains(&v) => Some(v),
+        Some(_) => {
+            errors.entry(field).or_default().push("is out of range");
+            None
+        }
+    }
+}
+
+fn optional(
+    payload: &Map<String, Value>,
+    field: &'static str,
+    valid: impl Fn(f64) -> bool,
+    errors: &mut LocationErrors,
+) -> Option<f64> {
+    match number(payload, field, errors)? {
+        Some(v) if !valid(v) => {
+            errors.entry(field).or_default().push("is out of range");
+            None
+        }
+        other => other,
+    }
+}
+
+/// A location as broadcast and listed: `{"user_id","lat","lng","accuracy","heading","speed","timestamp"}`.
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
+pub struct LocationView {
+    /// Whose location.
+    pub user_id: String,
+    /// Latitude.
+    pub lat: f64,
+    /// Longitude.
+    pub lng: f64,
+    /// Accuracy in metres.
+    pub accuracy: Option<f64>,
+    /// Heading in degrees.
+    pub heading: Option<f64>,
+    /// Speed in m/s.
+    pub speed: Option<f64>,
+    /// RFC 3339 UTC.
+    pub timestamp: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn parse(v: Value) -> Result<Location, LocationErrors> {
+        let map = v.as_object().cloned().unwrap_or_default();
+        Location::parse(&map, Utc::now())
+    }
+
+    #[test]
+    fn accepts_full_and_minimal() {
+        let full = parse(json!({"lat": 37.7749, "lng": -122.4194, "accuracy": 5.0, "heading": 359.9, "speed": 0,
+            "timestamp": "2026-01-01T00:00:00Z"}));
+        assert!(full.is_ok(), "{full:?}");
+        let min = parse(json!({"lat": -90, "lng": 180}));
+        assert!(min.is_ok_and(|l| l.accuracy.is_none()));
+    }
+
+    #[test]
+    fn refuses_out_of_range_and_wrong_types() {
+        for (bad, field) in [
+            (json!({"lat": 91, "lng": 0}), "lat"),
+            (json!({"lat": 0, "lng": -180.5}), "lng"),
+            (json!({"lng": 0}), "lat"),
+            (json!({"lat": "1", "lng": 0}), "lat"),
+            (json!({"lat": 0, "lng": 0, "accuracy": -1}), "accuracy"),
+            (json!({"lat": 0, "lng": 0, "accuracy": 100001}), "accuracy"),
+            (json!({"lat": 0, "lng": 0, "heading": 360}), "heading"),
+            (json!({"lat": 0, "lng": 0, "speed": -0.1}), "speed"),
+            (json!({"lat": 0, "lng": 0, "timestamp": "yesterday"}), "timestamp"),
+            (json!({"lat": 0, "lng": 0, "timestamp": 5}), "timestamp"),
+        ] {
+            let errors = parse(bad.clone()).err().unwrap_or_default();
+            assert!(errors.contains_key(field), "{bad} should fail on {field}: {errors:?}");
+        }
+    }
+
+    #[test]
+    fn refuses_future_timestamps() {
+        let soon = (Utc::now() + Duration::seconds(30)).to_rfc3339();
+        let late = (Utc::now() + Duration::seconds(90)).to_rfc3339();
+        assert!(parse(json!({"lat": 0, "lng": 0, "timestamp": soon})).is_ok());
+        assert!(parse(json!({"lat": 0, "lng": 0, "timestamp": late})).is_err());
+    }
+
+    #[test]
+    fn view_keeps_client_time() {
+        let loc = parse(json!({"lat": 1.5, "lng": 2.5, "timestamp": "2026-11-27T10:00:00.250+01:00"}))
+            .unwrap_or_else(|e| panic!("{e:?}"));
+        let view = loc.view(ParticipantId::new());
+        assert_eq!(view.timestamp, "2026-11-27T09:00:00.250Z");
+        assert_eq!(view.accuracy, None);
+    }
+}

@@ -1,0 +1,56 @@
+//! `GET /socket/websocket`: checks origin, token and membership before the upgrade (403 otherwise).
+
+use std::sync::atomic::Ordering;
+
+use actix_web::http::header;
+use actix_web::{web, HttpRequest, HttpResponse};
+use serde::Deserialize;
+
+use super::error::ApiError;
+use super::AppState;
+use crate::auth::Role;
+use crate::db;
+use crate::realtime::protocol::Vsn;
+use crate::realtime::socket::{SocketActor, SocketIdentity};
+
+#[derive(Deserialize)]
+struct SocketParams {
+    token: Option<String>,
+    vsn: Option<String>,
+}
+
+/// Upgrades to a Phoenix Channels WebSocket.
+pub async fn upgrade(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    stream: web::Payload,
+) -> Result<HttpResponse, actix_web::Error> {
+    if state.draining.load(Ordering::Relaxed) {
+        return Err(ApiError::Unavailable("server is shutting down; reconnect elsewhere").into());
+    }
+    if let Some(origin) = req.headers().get(header::ORIGIN) {
+        let allowed = origin.to_str().is_ok_and(|o| state.settings.cors_allowed_origins.allows(o));
+        if !allowed {
+            return Err(ApiError::Forbidden("origin not allowed").into());
+        }
+    }
+    let params = web::Query::<SocketParams>::from_query(req.query_string())
+        .map_err(|_| ApiError::Forbidden("invalid socket parameters"))?
+        .into_inner();
+    let vsn = Vsn::from_param(params.vsn.as_deref()).ok_or(ApiError::BadRequest("unsupported vsn".into()))?;
+    let claims = state
+        .tokens
+        .verify(params.token.as_deref().unwrap_or_default())
+        .map_err(|_| ApiError::Forbidden("invalid or missing token"))?;
+    let participant = match (claims.role, claims.participant_id()) {
+        (Role::Participant, Some(p)) => p,
+        _ => return Err(ApiError::Forbidden("only participant tokens open sockets").into()),
+    };
+    let expires_at = claims.expires_at().ok_or(ApiError::Forbidden("invalid token"))?;
+    let member = state.db.run(move |conn| db::participants::find(conn, participant)).await.map_err(ApiError::from)?;
+    if !member.is_some_and(|p| p.session_id == claims.sid && p.removed_at.is_none()) {
+        return Err(ApiError::Forbidden("participant is no longer in the session").into());
+    }
+    let who = SocketIdentity { participant, session: claims.sid, expires_at };
+    SocketActor::new(who, vsn, state.registry.clone(), state.metrics.clone(), state.limits.clone()).start(&req, stream)
+}

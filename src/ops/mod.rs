@@ -1,0 +1,4 @@
+//! Operations: counters, the cleanup sweep.
+
+pub mod cleanup;
+pub mod metrics;

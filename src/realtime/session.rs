@@ -1,0 +1,794 @@
+//! One actor per live session: it holds the session's sockets and roster, routes location updates
+//! to the others, enforces the rate limit, arms the session's timers and ends the session.
+//!
+//! Every handler runs under [`SessionActor::guard`]: a panic is caught, the session's sockets get
+//! `phx_error` (so Phoenix clients rejoin), the actor stops and the registry restarts it. Nothing
+//! of it can reach the other sessions or the registry.
+
+use std::collections::HashMap;
+use std::panic::{self, AssertUnwindSafe};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use actix::prelude::*;
+use bytestring::ByteString;
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use serde_json::{json, Map, Value};
+
+use super::messages::*;
+use super::outbox::{Outgoing, Pushed};
+use super::protocol::{encode_lifecycle, encode_push, encode_reply, topic_of, Status, Vsn};
+use super::rate_limit::TokenBucket;
+use super::registry::SessionRegistry;
+use crate::config::Limits;
+use crate::db::{self, Db, DbError};
+use crate::domain::{EndReason, LeaveReason, LocationView, Participant, ParticipantId, Session, SessionId};
+use crate::ops::metrics::Metrics;
+use crate::store::Store;
+use crate::views::{rfc3339, ParticipantView};
+
+/// How often timers are checked: sessions end within this of their deadline.
+const TICK: Duration = Duration::from_millis(500);
+/// How long an actor with no socket lingers before it stops.
+const EMPTY_GRACE: Duration = Duration::from_secs(30);
+/// How often last-seen times are written to SQL (they reach the ephemeral store every tick).
+const SQL_FLUSH: Duration = Duration::from_secs(30);
+
+/// What every session actor needs; shared.
+pub struct SessionDeps {
+    /// SQL.
+    pub db: Db,
+    /// Ephemeral state.
+    pub store: Store,
+    /// Limits and timers.
+    pub limits: Limits,
+    /// Counters.
+    pub metrics: Arc<Metrics>,
+}
+
+/// A participant as the session actor knows it.
+struct Member {
+    participant: Participant,
+    bucket: TokenBucket,
+    sockets: u32,
+    presence: Option<PresenceMeta>,
+    removing: bool,
+}
+
+/// The Phoenix.Presence meta of an online participant.
+#[derive(Debug, Clone, Serialize)]
+struct PresenceMeta {
+    phx_ref: String,
+    display_name: String,
+    avatar_color: String,
+    online_at: String,
+}
+
+struct Entry {
+    handle: SocketHandle,
+    join_ref: Value,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    Loading,
+    Live,
+    Ended,
+    /// The session could not be loaded; joins are refused until a new actor tries again.
+    Failed,
+}
+
+/// The actor of one session.
+pub struct SessionActor {
+    id: SessionId,
+    topic: String,
+    deps: Arc<SessionDeps>,
+    registry: Addr<SessionRegistry>,
+    phase: Phase,
+    session: Option<Session>,
+    members: HashMap<ParticipantId, Member>,
+    sockets: HashMap<SocketId, Entry>,
+    per_vsn: [usize; 3],
+    locations: HashMap<ParticipantId, (LocationView, Instant)>,
+    unstored_locations: HashMap<ParticipantId, LocationView>,
+    storing_locations: bool,
+    unstored_seen: HashMap<ParticipantId, DateTime<Utc>>,
+    unsaved_seen: HashMap<ParticipantId, DateTime<Utc>>,
+    last_activity: DateTime<Utc>,
+    last_sql_flush: Instant,
+    empty_since: Option<Instant>,
+    checking_inactivity: bool,
+    crashed: bool,
+}
+
+/// What the actor loads when it starts.
+struct Loaded {
+    session: Option<Session>,
+    participants: Vec<Participant>,
+    locations: Vec<LocationView>,
+    seen: crate::store::SeenMap,
+    activity: Option<DateTime<Utc>>,
+}
+
+impl SessionActor {
+    /// A new actor for `id`; it loads its state when started.
+    pub fn new(id: SessionId, deps: Arc<SessionDeps>, registry: Addr<SessionRegistry>) -> Self {
+        Self {
+            id,
+            topic: topic_of(&id),
+            deps,
+            registry,
+            phase: Phase::Loading,
+            session: None,
+            members: HashMap::new(),
+            sockets: HashMap::new(),
+            per_vsn: [0; 3],
+            locations: HashMap::new(),
+            unstored_locations: HashMap::new(),
+            storing_locations: false,
+            unstored_seen: HashMap::new(),
+            unsaved_seen: HashMap::new(),
+            last_activity: Utc::now(),
+            last_sql_flush: Instant::now(),
+            empty_since: Some(Instant::now()),
+            checking_inactivity: false,
+            crashed: false,
+        }
+    }
+
+    fn inactivity(&self) -> chrono::Duration {
+        chrono::Duration::from_std(self.deps.limits.session_inactivity).unwrap_or(chrono::Duration::MAX)
+    }
+
+    /// Runs a handler body, turning a panic into a supervised crash.
+    fn guard<R>(
+        &mut self,
+        ctx: &mut Context<Self>,
+        fallback: R,
+        f: impl FnOnce(&mut Self, &mut Context<Self>) -> R,
+    ) -> R {
+        match panic::catch_unwind(AssertUnwindSafe(|| f(self, ctx))) {
+            Ok(r) => r,
+            Err(_) => {
+                self.crash(ctx);
+                fallback
+            }
+        }
+    }
+
+    fn crash(&mut self, ctx: &mut Context<Self>) {
+        log::error!("session actor {} panicked; its sockets are told to rejoin", self.id);
+        self.crashed = true;
+        for entry in self.sockets.values() {
+            let h = &entry.handle;
+            if h.vsn == Vsn::Plain {
+                send(h, Outgoing::Close(1011, "session restarting"));
+            } else {
+                send(h, frame(encode_lifecycle(h.vsn, &entry.join_ref, &self.topic, "phx_error"), false));
+                send(h, Outgoing::ChannelGone(entry.join_ref.clone()));
+            }
+        }
+        self.sockets.clear();
+        ctx.stop();
+    }
+
+    // ---------------------------------------------------------------- loading
+
+    fn load(&mut self, ctx: &mut Context<Self>) {
+        let (id, deps) = (self.id, self.deps.clone());
+        let load = async move {
+            let (session, participants) = deps
+                .db
+                .run(move |conn| {
+                    let session = db::sessions::find(conn, id)?;
+                    let participants =
+                        if session.is_some() { db::participants::list_live(conn, id)? } else { Vec::new() };
+                    Ok::<_, DbError>((session, participants))
+                })
+                .await?;
+            let store = &deps.store;
+            let (locations, seen, activity) =
+                tokio::join!(store.locations(id), store.last_seen(id), store.last_activity(id));
+            let (locations, seen, activity) = (
+                locations.unwrap_or_else(|e| store_error(&deps.metrics, &e)),
+                seen.unwrap_or_else(|e| store_error(&deps.metrics, &e)),
+                activity.unwrap_or_else(|e| store_error(&deps.metrics, &e)),
+            );
+            Ok::<_, DbError>(Loaded { session, participants, locations, seen, activity })
+        };
+        ctx.wait(load.into_actor(self).map(|loaded, act, ctx| {
+            act.guard(ctx, (), |act, ctx| match loaded {
+                Ok(loaded) => act.loaded(loaded, ctx),
+                Err(e) => {
+                    log::warn!("session {} could not be loaded: {e}", act.id);
+                    act.phase = Phase::Failed;
+                    ctx.stop();
+                }
+            })
+        }));
+    }
+
+    fn loaded(&mut self, loaded: Loaded, ctx: &mut Context<Self>) {
+        let Some(session) = loaded.session else {
+            self.phase = Phase::Failed;
+            ctx.stop();
+            return;
+        };
+        let now = Instant::now();
+        let ttl = self.deps.limits.location_ttl;
+        let capacity = self.deps.limits.max_updates_per_second;
+        self.last_activity =
+            [Some(session.last_activity_at), loaded.activity].into_iter().flatten().max().unwrap_or_else(Utc::now);
+        for mut p in loaded.participants {
+            if let Some(seen) = loaded.seen.get(&p.id) {
+                p.last_seen_at = p.last_seen_at.max(*seen);
+            }
+            let member = Member {
+                participant: p,
+                bucket: TokenBucket::full(capacity, now),
+                sockets: 0,
+                presence: None,
+                removing: false,
+            };
+            self.members.insert(member.participant.id, member);
+        }
+        for view in loaded.locations {
+            if let Ok(user) = view.user_id.parse::<ParticipantId>() {
+                // The store's remaining TTL is not known here; count it from now at most.
+                self.locations.insert(user, (view, now + ttl));
+            }
+        }
+        let ended = session.ended.is_some();
+        self.session = Some(session);
+        self.phase = if ended { Phase::Ended } else { Phase::Live };
+        if ended {
+            ctx.stop();
+        }
+    }
+
+    // ------------------------------------------------------------ fan-out
+
+    /// Encodes a push once per serializer in use.
+    fn encode(&self, event: &str, payload: &impl Serialize) -> [Option<ByteString>; 3] {
+        let mut frames: [Option<ByteString>; 3] = Default::default();
+        for vsn in Vsn::ALL {
+            if self.per_vsn[vsn.index()] > 0 {
+                frames[vsn.index()] = Some(encode_push(vsn, &Value::Null, &self.topic, event, payload));
+            }
+        }
+        frames
+    }
+
+    /// Sends a push to every socket but `except`.
+    fn broadcast(&self, event: &str, payload: &impl Serialize, except: Option<SocketId>, droppable: bool) -> u64 {
+        let frames = self.encode(event, payload);
+        let mut delivered = 0;
+        for (id, entry) in &self.sockets {
+            if Some(*id) == except {
+                continue;
+            }
+            if let Some(text) = &frames[entry.handle.vsn.index()] {
+                send(&entry.handle, Outgoing::Frame { text: text.clone(), droppable });
+                delivered += 1;
+            }
+        }
+        delivered
+    }
+
+    fn snapshot(&self, now: DateTime<Utc>) -> Value {
+        let live = self.session.as_ref().is_some_and(|s| s.is_active(now, self.inactivity()));
+        let idle = chrono::Duration::from_std(self.deps.limits.participant_idle).unwrap_or(chrono::Duration::MAX);
+        let mut members: Vec<&Member> = self.members.values().collect();
+        members.sort_by_key(|m| (m.participant.joined_at, m.participant.id));
+        let participants: Vec<ParticipantView> = members
+            .iter()
+            .map(|m| ParticipantView::new(&m.participant, m.participant.is_active(now, idle, live)))
+            .collect();
+        let fresh = Instant::now();
+        let locations: Vec<&LocationView> =
+            self.locations.values().filter(|(_, exp)| *exp > fresh).map(|(v, _)| v).collect();
+        json!({ "participants": participants, "locations": locations })
+    }
+
+    fn presence_state(&self) -> Map<String, Value> {
+        self.members
+            .iter()
+            .filter_map(|(id, m)| m.presence.as_ref().map(|meta| (id.to_string(), json!({ "metas": [meta] }))))
+            .collect()
+    }
+
+    // ------------------------------------------------------------ joining
+
+    fn admit(&mut self, msg: Connect) -> Result<(), JoinRefusal> {
+        let Connect { socket, reply } = msg;
+        let user = socket.participant;
+        if !self.members.contains_key(&user) {
+            return Err(JoinRefusal::NotAParticipant);
+        }
+        // A rejoin on the same socket replaces its old join.
+        if let Some(old) = self.sockets.remove(&socket.id) {
+            self.per_vsn[old.handle.vsn.index()] -= 1;
+            if let Some(m) = self.members.get_mut(&old.handle.participant) {
+                m.sockets -= 1;
+            }
+        }
+        let now = Utc::now();
+        let member = self.members.get_mut(&user).ok_or(JoinRefusal::NotAParticipant)?;
+        member.sockets += 1;
+        let first = member.presence.is_none();
+        if first {
+            member.presence = Some(PresenceMeta {
+                phx_ref: format!("F{:016x}", rand::random::<u64>()),
+                display_name: member.participant.display_name.as_str().to_owned(),
+                avatar_color: member.participant.avatar_color.as_str().to_owned(),
+                online_at: rfc3339(&now),
+            });
+        }
+        let handle = socket.clone();
+        self.per_vsn[handle.vsn.index()] += 1;
+        self.sockets.insert(handle.id, Entry { handle: handle.clone(), join_ref: reply.join_ref.clone() });
+        self.empty_since = None;
+        self.mark_seen(user, now);
+
+        let snapshot = self.snapshot(now);
+        let joined = match handle.vsn {
+            Vsn::Plain => encode_push(Vsn::Plain, &Value::Null, &self.topic, "joined", &snapshot),
+            vsn => encode_reply(vsn, &reply, Status::Ok, &snapshot),
+        };
+        send(&handle, frame(joined, false));
+        let state = encode_push(handle.vsn, &Value::Null, &self.topic, "presence_state", &self.presence_state());
+        send(&handle, frame(state, false));
+        if first {
+            let diff = self.presence_diff(user, true);
+            self.broadcast("presence_diff", &diff, Some(handle.id), false);
+        }
+        Ok(())
+    }
+
+    fn presence_diff(&self, user: ParticipantId, joined: bool) -> Value {
+        let meta = self.members.get(&user).and_then(|m| m.presence.clone());
+        let entry = json!({ user.to_string(): { "metas": [meta] } });
+        if joined {
+            json!({ "joins": entry, "leaves": {} })
+        } else {
+            json!({ "joins": {}, "leaves": entry })
+        }
+    }
+
+    fn disconnect(&mut self, socket: SocketId) {
+        let Some(entry) = self.sockets.remove(&socket) else {
+            return;
+        };
+        self.per_vsn[entry.handle.vsn.index()] -= 1;
+        let user = entry.handle.participant;
+        let last = match self.members.get_mut(&user) {
+            Some(m) => {
+                m.sockets = m.sockets.saturating_sub(1);
+                m.sockets == 0
+            }
+            None => false,
+        };
+        if last {
+            let diff = self.presence_diff(user, false);
+            if let Some(m) = self.members.get_mut(&user) {
+                m.presence = None;
+            }
+            self.broadcast("presence_diff", &diff, None, false);
+        }
+        if self.sockets.is_empty() {
+            self.empty_since = Some(Instant::now());
+        }
+    }
+
+    // ------------------------------------------------------------ locations
+
+    fn location(&mut self, msg: LocationReported, ctx: &mut Context<Self>) {
+        let Some(entry) = self.sockets.get(&msg.socket) else {
+            return;
+        };
+        let sender = entry.handle.clone();
+        if sender.participant != msg.participant || self.phase != Phase::Live {
+            return;
+        }
+        let Some(member) = self.members.get_mut(&msg.participant) else {
+            return;
+        };
+        let now = Instant::now();
+        let metrics = self.deps.metrics.clone();
+        if !member.bucket.take(self.deps.limits.max_updates_per_second, now) {
+            Metrics::inc(&metrics.rate_limited);
+            let reply = encode_reply(sender.vsn, &msg.reply, Status::Error, &json!({ "reason": "rate_limited" }));
+            send(&sender, frame(reply, false));
+            return;
+        }
+        Metrics::inc(&metrics.updates_in);
+        let view = msg.location.view(msg.participant);
+        let delivered = self.broadcast("location_update", &view, Some(msg.socket), true);
+        Metrics::add(&metrics.deliveries_out, delivered);
+        send(&sender, frame(encode_reply(sender.vsn, &msg.reply, Status::Ok, &json!({})), false));
+
+        self.locations.insert(msg.participant, (view.clone(), now + self.deps.limits.location_ttl));
+        self.unstored_locations.insert(msg.participant, view);
+        self.store_locations(ctx);
+        self.mark_seen(msg.participant, Utc::now());
+    }
+
+    /// Writes pending locations to the store, one batch at a time, so a participant's positions
+    /// reach it in order and a slow store coalesces rather than queues.
+    fn store_locations(&mut self, ctx: &mut Context<Self>) {
+        if self.storing_locations || self.unstored_locations.is_empty() {
+            return;
+        }
+        self.storing_locations = true;
+        let batch: Vec<_> = self.unstored_locations.drain().collect();
+        let (id, deps) = (self.id, self.deps.clone());
+        let write = async move { deps.store.put_locations(id, batch).await };
+        ctx.spawn(write.into_actor(self).map(|result, act, ctx| {
+            act.storing_locations = false;
+            if let Err(e) = result {
+                store_error::<()>(&act.deps.metrics, &e);
+            }
+            act.store_locations(ctx);
+        }));
+    }
+
+    fn mark_seen(&mut self, user: ParticipantId, at: DateTime<Utc>) {
+        if let Some(m) = self.members.get_mut(&user) {
+            m.participant.last_seen_at = m.participant.last_seen_at.max(at);
+        }
+        self.last_activity = self.last_activity.max(at);
+        self.unstored_seen.insert(user, at);
+        self.unsaved_seen.insert(user, at);
+    }
+
+    // ------------------------------------------------------------ membership
+
+    fn participant_joined(&mut self, p: Participant) {
+        let payload = json!({
+            "user_id": p.id.to_string(),
+            "display_name": p.display_name.as_str(),
+            "avatar_color": p.avatar_color.as_str(),
+        });
+        let (id, joined_at) = (p.id, p.joined_at);
+        let capacity = self.deps.limits.max_updates_per_second;
+        self.members.entry(id).or_insert_with(|| Member {
+            participant: p,
+            bucket: TokenBucket::full(capacity, Instant::now()),
+            sockets: 0,
+            presence: None,
+            removing: false,
+        });
+        self.last_activity = self.last_activity.max(joined_at);
+        self.broadcast("participant_joined", &payload, None, false);
+    }
+
+    fn participant_left(&mut self, user: ParticipantId, reason: LeaveReason) {
+        let Some(member) = self.members.remove(&user) else {
+            return;
+        };
+        self.broadcast(
+            "participant_left",
+            &json!({ "user_id": user.to_string(), "reason": reason.as_str() }),
+            None,
+            false,
+        );
+        let theirs: Vec<SocketId> =
+            self.sockets.iter().filter(|(_, e)| e.handle.participant == user).map(|(id, _)| *id).collect();
+        for id in theirs {
+            if let Some(entry) = self.sockets.remove(&id) {
+                self.per_vsn[entry.handle.vsn.index()] -= 1;
+                let h = &entry.handle;
+                if h.vsn != Vsn::Plain {
+                    send(h, frame(encode_lifecycle(h.vsn, &entry.join_ref, &self.topic, "phx_close"), false));
+                }
+                send(h, Outgoing::Close(1000, "left the session"));
+            }
+        }
+        if let Some(meta) = member.presence {
+            let diff = json!({ "joins": {}, "leaves": { user.to_string(): { "metas": [meta] } } });
+            self.broadcast("presence_diff", &diff, None, false);
+        }
+        self.locations.remove(&user);
+        self.unstored_locations.remove(&user);
+        self.unstored_seen.remove(&user);
+        self.unsaved_seen.remove(&user);
+        if self.sockets.is_empty() {
+            self.empty_since = Some(Instant::now());
+        }
+        let (id, deps) = (self.id, self.deps.clone());
+        actix::spawn(async move {
+            if let Err(e) = deps.store.forget_participant(id, user).await {
+                store_error::<()>(&deps.metrics, &e);
+            }
+        });
+    }
+
+    // ------------------------------------------------------------ ending
+
+    /// Ends the session here: everyone is told, channels close, the actor stops. `record` also
+    /// writes the end to SQL (a conditional update, so it is recorded once whoever gets there first).
+    fn end(&mut self, reason: EndReason, record: bool, ctx: &mut Context<Self>) {
+        if self.phase == Phase::Ended {
+            return;
+        }
+        self.phase = Phase::Ended;
+        log::info!("session {} ended: {}", self.id, reason.as_str());
+        let (id, deps) = (self.id, self.deps.clone());
+        actix::spawn(async move {
+            if record {
+                match deps.db.run(move |conn| db::sessions::mark_ended(conn, id, reason, Utc::now())).await {
+                    Ok(true) => {}
+                    Ok(false) => log::debug!("session {id} was already recorded as ended"),
+                    Err(e) => log::warn!("could not record the end of session {id}: {e}"),
+                }
+            }
+            if let Err(e) = deps.store.forget_session(id).await {
+                store_error::<()>(&deps.metrics, &e);
+            }
+        });
+        self.broadcast("session_ended", &json!({ "reason": reason.as_str() }), None, false);
+        for entry in self.sockets.values() {
+            let h = &entry.handle;
+            if h.vsn != Vsn::Plain {
+                send(h, frame(encode_lifecycle(h.vsn, &entry.join_ref, &self.topic, "phx_close"), false));
+                send(h, Outgoing::ChannelGone(entry.join_ref.clone()));
+            }
+            match (reason, h.vsn) {
+                (EndReason::Expired, _) => send(h, Outgoing::Close(1008, "token expired")),
+                (_, Vsn::Plain) => send(h, Outgoing::Close(1000, "session ended")),
+                _ => {}
+            }
+        }
+        self.sockets.clear();
+        self.per_vsn = [0; 3];
+        ctx.stop();
+    }
+
+    // ------------------------------------------------------------ timers
+
+    fn tick(&mut self, ctx: &mut Context<Self>) {
+        if self.phase != Phase::Live {
+            return;
+        }
+        let now = Utc::now();
+        let inactivity = self.inactivity();
+        let expires_at = self.session.as_ref().map(|s| s.expires_at);
+        if expires_at.is_some_and(|at| now >= at) {
+            self.end(EndReason::Expired, true, ctx);
+            return;
+        }
+        if now >= self.last_activity + inactivity {
+            self.check_inactivity(ctx);
+            return;
+        }
+        self.remove_idle_members(now, inactivity, ctx);
+        self.flush_seen(ctx);
+        if self.sockets.is_empty() && self.empty_since.is_some_and(|t| t.elapsed() >= EMPTY_GRACE) {
+            ctx.stop();
+        }
+    }
+
+    /// Locally the session looks quiet; another replica may have seen someone, so ask the store.
+    fn check_inactivity(&mut self, ctx: &mut Context<Self>) {
+        if self.checking_inactivity {
+            return;
+        }
+        self.checking_inactivity = true;
+        let (id, deps) = (self.id, self.deps.clone());
+        let ask = async move { deps.store.last_activity(id).await };
+        ctx.spawn(ask.into_actor(self).map(|result, act, ctx| {
+            act.guard(ctx, (), |act, ctx| {
+                act.checking_inactivity = false;
+                if let Ok(Some(at)) = result {
+                    act.last_activity = act.last_activity.max(at);
+                }
+                if act.phase == Phase::Live && Utc::now() >= act.last_activity + act.inactivity() {
+                    act.end(EndReason::Inactive, true, ctx);
+                }
+            })
+        }));
+    }
+
+    fn remove_idle_members(&mut self, now: DateTime<Utc>, inactivity: chrono::Duration, ctx: &mut Context<Self>) {
+        let idle: Vec<ParticipantId> = self
+            .members
+            .values()
+            .filter(|m| !m.removing && m.sockets == 0 && now >= m.participant.last_seen_at + inactivity)
+            .map(|m| m.participant.id)
+            .collect();
+        for user in idle {
+            if let Some(m) = self.members.get_mut(&user) {
+                m.removing = true;
+            }
+            let (id, deps) = (self.id, self.deps.clone());
+            let remove = async move {
+                deps.db
+                    .run(move |conn| db::participants::remove(conn, id, user, LeaveReason::Inactive, Utc::now()))
+                    .await
+            };
+            ctx.spawn(remove.into_actor(self).map(move |result, act, ctx| {
+                act.guard(ctx, (), |act, _| match result {
+                    Ok(_) => act.participant_left(user, LeaveReason::Inactive),
+                    Err(e) => {
+                        log::warn!("could not remove idle participant: {e}");
+                        if let Some(m) = act.members.get_mut(&user) {
+                            m.removing = false;
+                        }
+                    }
+                })
+            }));
+        }
+    }
+
+    fn flush_seen(&mut self, ctx: &mut Context<Self>) {
+        if !self.unstored_seen.is_empty() {
+            let seen: Vec<_> = self.unstored_seen.drain().collect();
+            let (id, deps) = (self.id, self.deps.clone());
+            ctx.spawn(
+                async move {
+                    if let Err(e) = deps.store.mark_seen(id, seen).await {
+                        store_error::<()>(&deps.metrics, &e);
+                    }
+                }
+                .into_actor(self),
+            );
+        }
+        if self.last_sql_flush.elapsed() >= SQL_FLUSH {
+            self.save_seen();
+        }
+    }
+
+    /// Writes last-seen times and the session's activity to SQL, for REST and the cleanup sweep.
+    fn save_seen(&mut self) {
+        self.last_sql_flush = Instant::now();
+        if self.unsaved_seen.is_empty() {
+            return;
+        }
+        let seen: Vec<_> = self.unsaved_seen.drain().collect();
+        let (id, deps, activity) = (self.id, self.deps.clone(), self.last_activity);
+        actix::spawn(async move {
+            let saved = deps.db.run(move |conn| db::participants::save_seen(conn, id, &seen, activity)).await;
+            if let Err(e) = saved {
+                log::warn!("could not save last-seen times of session {id}: {e}");
+            }
+        });
+    }
+}
+
+/// Queues an item for a socket, waking it when its queue was idle.
+fn send(handle: &SocketHandle, item: Outgoing) {
+    if handle.outbox.push(item) == Pushed::Wake {
+        handle.wake.do_send(Flush);
+    }
+}
+
+fn frame(text: ByteString, droppable: bool) -> Outgoing {
+    Outgoing::Frame { text, droppable }
+}
+
+fn store_error<T: Default>(metrics: &Metrics, e: &crate::store::StoreError) -> T {
+    log::warn!("{e}");
+    Metrics::inc(&metrics.store_errors);
+    T::default()
+}
+
+impl Actor for SessionActor {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        Metrics::gauge(&self.deps.metrics.sessions_live, 1);
+        self.load(ctx);
+        ctx.run_interval(TICK, |act, ctx| act.guard(ctx, (), |act, ctx| act.tick(ctx)));
+    }
+
+    fn stopped(&mut self, ctx: &mut Context<Self>) {
+        Metrics::gauge(&self.deps.metrics.sessions_live, -1);
+        if self.phase == Phase::Live {
+            self.save_seen();
+        }
+        self.registry.do_send(SessionStopped { session: self.id, actor: ctx.address(), crashed: self.crashed });
+    }
+}
+
+impl Handler<Connect> for SessionActor {
+    type Result = ResponseActFuture<Self, Result<(), JoinRefusal>>;
+
+    fn handle(&mut self, msg: Connect, ctx: &mut Context<Self>) -> Self::Result {
+        let refusal = match self.phase {
+            Phase::Failed | Phase::Loading => Some(JoinRefusal::Unavailable),
+            Phase::Ended => Some(JoinRefusal::SessionEnded),
+            Phase::Live => None,
+        };
+        if let Some(r) = refusal {
+            return Box::pin(fut::ready(Err(r)));
+        }
+        let now = Utc::now();
+        let over = self.session.as_ref().and_then(|s| {
+            let mut s = s.clone();
+            s.last_activity_at = self.last_activity;
+            s.end_reason(now, self.inactivity())
+        });
+        if let Some(reason) = over {
+            if reason == EndReason::Expired {
+                self.end(reason, true, ctx);
+                return Box::pin(fut::ready(Err(JoinRefusal::SessionEnded)));
+            }
+        }
+        if self.members.contains_key(&msg.socket.participant) {
+            let result = self.guard(ctx, Err(JoinRefusal::Unavailable), |act, _| act.admit(msg));
+            return Box::pin(fut::ready(result));
+        }
+        // Joined on another replica, or just now: ask the database before refusing.
+        let (user, id) = (msg.socket.participant, self.id);
+        let db = self.deps.db.clone();
+        let lookup = async move { db.run(move |conn| db::participants::find(conn, user)).await };
+        Box::pin(lookup.into_actor(self).map(move |found, act, ctx| match found {
+            Ok(Some(p)) if p.session_id == id && p.removed_at.is_none() && act.phase == Phase::Live => {
+                act.guard(ctx, Err(JoinRefusal::Unavailable), |act, _| {
+                    act.participant_joined(p);
+                    act.admit(msg)
+                })
+            }
+            Ok(_) if act.phase == Phase::Ended => Err(JoinRefusal::SessionEnded),
+            Ok(_) => Err(JoinRefusal::NotAParticipant),
+            Err(_) => Err(JoinRefusal::Unavailable),
+        }))
+    }
+}
+
+impl Handler<Disconnect> for SessionActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: Disconnect, ctx: &mut Context<Self>) {
+        self.guard(ctx, (), |act, _| act.disconnect(msg.socket));
+    }
+}
+
+impl Handler<LocationReported> for SessionActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: LocationReported, ctx: &mut Context<Self>) {
+        self.guard(ctx, (), |act, ctx| act.location(msg, ctx));
+    }
+}
+
+impl Handler<Seen> for SessionActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: Seen, ctx: &mut Context<Self>) {
+        self.guard(ctx, (), |act, _| act.mark_seen(msg.participant, msg.at));
+    }
+}
+
+impl Handler<ParticipantJoined> for SessionActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: ParticipantJoined, ctx: &mut Context<Self>) {
+        self.guard(ctx, (), |act, _| act.participant_joined(msg.participant));
+    }
+}
+
+impl Handler<ParticipantLeft> for SessionActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: ParticipantLeft, ctx: &mut Context<Self>) {
+        self.guard(ctx, (), |act, _| act.participant_left(msg.user, msg.reason));
+    }
+}
+
+impl Handler<SessionEnded> for SessionActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: SessionEnded, ctx: &mut Context<Self>) {
+        self.guard(ctx, (), |act, ctx| act.end(msg.reason, false, ctx));
+    }
+}
+
+impl Handler<Crash> for SessionActor {
+    type Result = ();
+
+    fn handle(&mut self, _: Crash, ctx: &mut Context<Self>) {
+        self.guard(ctx, (), |act, _| panic!("crash requested for session {}", act.id));
+    }
+}

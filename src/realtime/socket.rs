@@ -1,0 +1,379 @@
+//! One actor per WebSocket (`actix-web-actors`; all transport code lives here so a move to
+//! `actix-ws` stays local). It decodes and checks frames, answers what it can itself (heartbeats,
+//! pings, refusals) and hands channel traffic to its session actor; what the session sends back
+//! arrives through the socket's [`Outbox`].
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use actix::prelude::*;
+use actix_http::ws::Item;
+use actix_web::HttpRequest;
+use actix_web_actors::ws::{self, CloseCode, CloseReason, ProtocolError, WebsocketContext};
+use chrono::{DateTime, Utc};
+use serde_json::{json, Value};
+
+use super::messages::*;
+use super::outbox::{Outbox, Outgoing};
+use super::protocol::{decode, encode_lifecycle, encode_reply, topic_of, InFrame, ReplyTo, Status, Vsn};
+use super::registry::SessionRegistry;
+use super::session::SessionActor;
+use crate::config::Limits;
+use crate::domain::{Location, ParticipantId, SessionId};
+use crate::ops::metrics::Metrics;
+use crate::views::rfc3339;
+
+/// How often a socket checks its silence and token.
+const CHECK_INTERVAL: Duration = Duration::from_secs(1);
+/// How often a socket tells its session that its participant was seen.
+const SEEN_EVERY: Duration = Duration::from_secs(1);
+
+static NEXT_SOCKET: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+
+/// Who a socket speaks for, from its token.
+#[derive(Debug, Clone, Copy)]
+pub struct SocketIdentity {
+    /// The participant.
+    pub participant: ParticipantId,
+    /// Its session.
+    pub session: SessionId,
+    /// When the token expires.
+    pub expires_at: DateTime<Utc>,
+}
+
+struct Channel {
+    join_ref: Value,
+    session: Option<Addr<SessionActor>>,
+}
+
+/// The actor of one WebSocket.
+pub struct SocketActor {
+    id: SocketId,
+    who: SocketIdentity,
+    vsn: Vsn,
+    topic: String,
+    registry: Addr<SessionRegistry>,
+    outbox: Arc<Outbox>,
+    metrics: Arc<Metrics>,
+    limits: Arc<Limits>,
+    /// The joined (or joining) channel; a socket has at most one: its session's.
+    channel: Option<Channel>,
+    last_frame: Instant,
+    last_seen_report: Option<Instant>,
+    fragments: Option<Vec<u8>>,
+}
+
+impl SocketActor {
+    /// A socket for `who`, speaking `vsn`.
+    pub fn new(
+        who: SocketIdentity,
+        vsn: Vsn,
+        registry: Addr<SessionRegistry>,
+        metrics: Arc<Metrics>,
+        limits: Arc<Limits>,
+    ) -> Self {
+        Self {
+            id: NEXT_SOCKET.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+            topic: topic_of(&who.session),
+            who,
+            vsn,
+            registry,
+            outbox: Arc::new(Outbox::new(limits.max_socket_queue, metrics.clone())),
+            metrics,
+            limits,
+            channel: None,
+            last_frame: Instant::now(),
+            last_seen_report: None,
+            fragments: None,
+        }
+    }
+
+    /// Upgrades the request to a WebSocket served by this actor.
+    pub fn start(
+        self,
+        req: &HttpRequest,
+        stream: actix_web::web::Payload,
+    ) -> Result<actix_web::HttpResponse, actix_web::Error> {
+        let max_frame = self.limits.max_frame_bytes;
+        ws::WsResponseBuilder::new(self, req, stream).frame_size(max_frame).start()
+    }
+
+    fn reply(&self, ctx: &mut WebsocketContext<Self>, to: &ReplyTo, status: Status, response: Value) {
+        ctx.text(encode_reply(self.vsn, to, status, &response));
+    }
+
+    fn error(&self, ctx: &mut WebsocketContext<Self>, to: &ReplyTo, reason: &str) {
+        self.reply(ctx, to, Status::Error, json!({ "reason": reason }));
+    }
+
+    fn close(&mut self, ctx: &mut WebsocketContext<Self>, code: u16, description: &str) {
+        ctx.close(Some(CloseReason { code: CloseCode::from(code), description: Some(description.to_owned()) }));
+        ctx.stop();
+    }
+
+    fn handle_text(&mut self, text: &str, ctx: &mut WebsocketContext<Self>) {
+        match decode(self.vsn, text, &self.topic) {
+            Ok(frame) => self.dispatch(frame, ctx),
+            Err(bad) => {
+                Metrics::inc(&self.metrics.unparsable_frames);
+                if let Some(msg_ref) = bad.msg_ref {
+                    let to = ReplyTo {
+                        join_ref: bad.join_ref,
+                        msg_ref,
+                        topic: bad.topic.unwrap_or_else(|| "phoenix".into()),
+                        event: String::new(),
+                    };
+                    self.error(ctx, &to, "invalid_message");
+                }
+            }
+        }
+    }
+
+    fn dispatch(&mut self, frame: InFrame, ctx: &mut WebsocketContext<Self>) {
+        let to = ReplyTo::from(&frame);
+        if self.vsn == Vsn::Plain {
+            return match frame.event.as_str() {
+                "heartbeat" => self.reply(ctx, &to, Status::Ok, json!({})),
+                _ => self.channel_event(frame, &to, ctx),
+            };
+        }
+        match (frame.topic.as_str(), frame.event.as_str()) {
+            ("phoenix", "heartbeat") => self.reply(ctx, &to, Status::Ok, json!({})),
+            (_, "phx_join") => self.join(frame.topic.clone(), to, ctx),
+            (topic, _) if topic != self.topic || self.channel.is_none() => self.error(ctx, &to, "unmatched topic"),
+            _ if self.is_stale(&frame.join_ref) => {}
+            (_, "phx_leave") => self.leave(&to, ctx),
+            _ => self.channel_event(frame, &to, ctx),
+        }
+    }
+
+    /// A push whose join ref is not the current join's belongs to a replaced channel.
+    fn is_stale(&self, join_ref: &Value) -> bool {
+        match &self.channel {
+            Some(ch) => !join_ref.is_null() && *join_ref != ch.join_ref,
+            None => true,
+        }
+    }
+
+    fn channel_event(&mut self, frame: InFrame, to: &ReplyTo, ctx: &mut WebsocketContext<Self>) {
+        match frame.event.as_str() {
+            "location_update" => self.location(frame, to, ctx),
+            "ping" => self.reply(ctx, to, Status::Ok, json!({ "type": "pong", "server_time": rfc3339(&Utc::now()) })),
+            _ => self.error(ctx, to, "unknown_event"),
+        }
+    }
+
+    fn location(&mut self, frame: InFrame, to: &ReplyTo, ctx: &mut WebsocketContext<Self>) {
+        let Some(session) = self.channel.as_ref().and_then(|c| c.session.clone()) else {
+            return self.error(ctx, to, "not_joined");
+        };
+        let parsed = match frame.payload.as_object() {
+            Some(payload) => Location::parse(payload, Utc::now()).map_err(|e| json!(e)),
+            None => Err(json!({ "payload": ["must be an object"] })),
+        };
+        match parsed {
+            Ok(location) => session.do_send(LocationReported {
+                socket: self.id,
+                participant: self.who.participant,
+                location,
+                reply: to.clone(),
+            }),
+            Err(errors) => {
+                self.reply(ctx, to, Status::Error, json!({ "reason": "invalid_location", "errors": errors }))
+            }
+        }
+    }
+
+    fn join(&mut self, topic: String, to: ReplyTo, ctx: &mut WebsocketContext<Self>) {
+        if !topic.starts_with("location:") {
+            return self.error(ctx, &to, "unmatched topic");
+        }
+        if topic != self.topic {
+            return self.error(ctx, &to, JoinRefusal::Unauthorized.reason());
+        }
+        // The last join wins: the old one is closed first.
+        if let Some(old) = self.channel.take() {
+            ctx.text(encode_lifecycle(self.vsn, &old.join_ref, &self.topic, "phx_close"));
+        }
+        self.connect(to, ctx);
+    }
+
+    fn connect(&mut self, to: ReplyTo, ctx: &mut WebsocketContext<Self>) {
+        let join_ref = to.join_ref.clone();
+        self.channel = Some(Channel { join_ref: join_ref.clone(), session: None });
+        let handle = SocketHandle {
+            id: self.id,
+            participant: self.who.participant,
+            vsn: self.vsn,
+            outbox: self.outbox.clone(),
+            wake: ctx.address().recipient(),
+        };
+        let request = self.registry.send(JoinSession { session: self.who.session, socket: handle, reply: to.clone() });
+        ctx.wait(request.into_actor(self).map(move |result, act, ctx| {
+            let still_current = act.channel.as_ref().is_some_and(|c| c.join_ref == join_ref);
+            match result {
+                Ok(Ok(session)) if still_current => {
+                    if let Some(ch) = act.channel.as_mut() {
+                        ch.session = Some(session);
+                    }
+                }
+                Ok(Ok(session)) => session.do_send(Disconnect { socket: act.id }),
+                Ok(Err(refusal)) => {
+                    if still_current {
+                        act.channel = None;
+                    }
+                    act.refused(&to, refusal, ctx);
+                }
+                Err(_) => {
+                    if still_current {
+                        act.channel = None;
+                    }
+                    act.refused(&to, JoinRefusal::Unavailable, ctx);
+                }
+            }
+        }));
+    }
+
+    fn refused(&mut self, to: &ReplyTo, refusal: JoinRefusal, ctx: &mut WebsocketContext<Self>) {
+        if self.vsn == Vsn::Plain {
+            // A plain socket has no channel to retry: it is told why and closed.
+            self.error(ctx, to, refusal.reason());
+            let code = if refusal == JoinRefusal::Unavailable { 1011 } else { 1008 };
+            return self.close(ctx, code, refusal.reason());
+        }
+        self.error(ctx, to, refusal.reason());
+    }
+
+    fn leave(&mut self, to: &ReplyTo, ctx: &mut WebsocketContext<Self>) {
+        if let Some(ch) = self.channel.take() {
+            if let Some(session) = ch.session {
+                session.do_send(Disconnect { socket: self.id });
+            }
+            self.reply(ctx, to, Status::Ok, json!({}));
+            ctx.text(encode_lifecycle(self.vsn, &ch.join_ref, &self.topic, "phx_close"));
+        }
+    }
+
+    fn drain(&mut self, ctx: &mut WebsocketContext<Self>) {
+        for item in self.outbox.drain() {
+            match item {
+                Outgoing::Frame { text, .. } => ctx.text(text),
+                Outgoing::ChannelGone(join_ref) => {
+                    if self.channel.as_ref().is_some_and(|c| c.join_ref == join_ref) {
+                        self.channel = None;
+                    }
+                }
+                Outgoing::Close(code, reason) => {
+                    self.channel = None;
+                    return self.close(ctx, code, reason);
+                }
+            }
+        }
+    }
+
+    fn seen(&mut self) {
+        let now = Instant::now();
+        self.last_frame = now;
+        if self.last_seen_report.is_some_and(|t| now.duration_since(t) < SEEN_EVERY) {
+            return;
+        }
+        if let Some(session) = self.channel.as_ref().and_then(|c| c.session.as_ref()) {
+            self.last_seen_report = Some(now);
+            session.do_send(Seen { participant: self.who.participant, at: Utc::now() });
+        }
+    }
+
+    fn check(&mut self, ctx: &mut WebsocketContext<Self>) {
+        if self.last_frame.elapsed() >= self.limits.socket_timeout {
+            return self.close(ctx, 1000, "timeout");
+        }
+        // The session actor closes its sockets when the session expires; this covers the rest.
+        if Utc::now() >= self.who.expires_at + chrono::Duration::seconds(2) {
+            self.close(ctx, 1008, "token expired");
+        }
+    }
+}
+
+impl Actor for SocketActor {
+    type Context = WebsocketContext<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        Metrics::gauge(&self.metrics.sockets, 1);
+        ctx.run_interval(CHECK_INTERVAL, |act, ctx| act.check(ctx));
+        if self.vsn == Vsn::Plain {
+            let to = ReplyTo {
+                join_ref: Value::Null,
+                msg_ref: Value::Null,
+                topic: self.topic.clone(),
+                event: "join".into(),
+            };
+            self.connect(to, ctx);
+        }
+    }
+
+    fn stopped(&mut self, _: &mut Self::Context) {
+        Metrics::gauge(&self.metrics.sockets, -1);
+        self.outbox.close();
+        if let Some(session) = self.channel.take().and_then(|c| c.session) {
+            session.do_send(Disconnect { socket: self.id });
+        }
+    }
+}
+
+impl Handler<Flush> for SocketActor {
+    type Result = ();
+
+    fn handle(&mut self, _: Flush, ctx: &mut Self::Context) {
+        self.drain(ctx);
+    }
+}
+
+impl StreamHandler<Result<ws::Message, ProtocolError>> for SocketActor {
+    fn handle(&mut self, msg: Result<ws::Message, ProtocolError>, ctx: &mut Self::Context) {
+        let msg = match msg {
+            Ok(msg) => msg,
+            Err(ProtocolError::Overflow) => return self.close(ctx, 1009, "frame too large"),
+            Err(e) => {
+                log::debug!("websocket protocol error: {e}");
+                return self.close(ctx, 1002, "protocol error");
+            }
+        };
+        self.seen();
+        match msg {
+            ws::Message::Text(text) => self.handle_text(&text, ctx),
+            ws::Message::Ping(bytes) => ctx.pong(&bytes),
+            ws::Message::Pong(_) | ws::Message::Nop => {}
+            ws::Message::Close(reason) => {
+                ctx.close(reason);
+                ctx.stop();
+            }
+            ws::Message::Binary(_) => Metrics::inc(&self.metrics.unparsable_frames),
+            ws::Message::Continuation(item) => self.continuation(item, ctx),
+        }
+    }
+}
+
+impl SocketActor {
+    fn continuation(&mut self, item: Item, ctx: &mut WebsocketContext<Self>) {
+        let (bytes, first, last) = match item {
+            Item::FirstText(b) => (b, true, false),
+            Item::FirstBinary(b) => (b, true, false),
+            Item::Continue(b) => (b, false, false),
+            Item::Last(b) => (b, false, true),
+        };
+        let buffer =
+            if first { self.fragments.insert(Vec::new()) } else { self.fragments.get_or_insert_with(Vec::new) };
+        if buffer.len() + bytes.len() > self.limits.max_frame_bytes {
+            self.fragments = None;
+            return self.close(ctx, 1009, "message too large");
+        }
+        buffer.extend_from_slice(&bytes);
+        if last {
+            let whole = self.fragments.take().unwrap_or_default();
+            match String::from_utf8(whole) {
+                Ok(text) => self.handle_text(&text, ctx),
+                Err(_) => Metrics::inc(&self.metrics.unparsable_frames),
+            }
+        }
+    }
+}
