@@ -1,0 +1,193 @@
+'use strict';
+// End-to-end test with the official phoenix client (ws as transport): three people join one
+// session, exchange locations, one drops and reconnects, one leaves, the creator ends the
+// session; each client must see exactly the events SPEC promises, and phoenix.js Presence must
+// track who is online through joins, disconnects and reconnects.
+//
+//   node e2e.js http://127.0.0.1:4000
+
+const assert = require('assert');
+const WebSocket = require('ws');
+const { Socket, Presence } = require('phoenix');
+
+const base = process.argv[2] || 'http://127.0.0.1:4000';
+const WAIT_MS = 5000;
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+async function api(method, path, body, token) {
+  const headers = { 'content-type': 'application/json' };
+  if (token) headers.authorization = `Bearer ${token}`;
+  const res = await fetch(base + path, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
+  const text = await res.text();
+  return { status: res.status, json: text ? JSON.parse(text) : undefined };
+}
+
+async function until(what, pred, timeoutMs = WAIT_MS) {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const value = pred();
+    if (value) return value;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await sleep(20);
+  }
+}
+
+class Client {
+  constructor(name, join) {
+    this.name = name;
+    this.userId = join.user_id;
+    this.token = join.websocket_token;
+    this.events = [];
+    this.closed = false;
+  }
+
+  async connect(sessionId) {
+    const endpoint = base.replace(/^http/, 'ws') + '/socket';
+    this.socket = new Socket(endpoint, {
+      transport: WebSocket,
+      params: { token: this.token },
+      heartbeatIntervalMs: 1000,
+      reconnectAfterMs: () => 60000,
+      rejoinAfterMs: () => 60000,
+    });
+    this.socketCloses = [];
+    this.socket.onClose((e) => this.socketCloses.push(e && e.code));
+    this.socket.connect();
+    this.channel = this.socket.channel(`location:${sessionId}`, {});
+    this.presence = new Presence(this.channel);
+    for (const event of ['participant_joined', 'participant_left', 'location_update', 'session_ended']) {
+      this.channel.on(event, (payload) => this.events.push({ event, payload }));
+    }
+    this.channel.onClose(() => {
+      this.closed = true;
+    });
+    this.snapshot = await new Promise((resolve, reject) => {
+      this.channel
+        .join()
+        .receive('ok', resolve)
+        .receive('error', (e) => reject(new Error(`${this.name} join refused: ${JSON.stringify(e)}`)))
+        .receive('timeout', () => reject(new Error(`${this.name} join timed out`)));
+    });
+    return this.snapshot;
+  }
+
+  online() {
+    return this.presence.list((id) => id).sort();
+  }
+
+  push(event, payload) {
+    return new Promise((resolve, reject) => {
+      this.channel
+        .push(event, payload)
+        .receive('ok', resolve)
+        .receive('error', (e) => reject(new Error(`${this.name} ${event} refused: ${JSON.stringify(e)}`)))
+        .receive('timeout', () => reject(new Error(`${this.name} ${event} timed out`)));
+    });
+  }
+
+  seen(event, pred = () => true) {
+    return this.events.filter((e) => e.event === event && pred(e.payload));
+  }
+
+  disconnect() {
+    this.socket.disconnect();
+  }
+}
+
+async function main() {
+  const created = await api('POST', '/api/sessions', { name: 'e2e', expires_in_minutes: 30 });
+  assert.strictEqual(created.status, 201);
+  const sid = created.json.session_id;
+  const creatorToken = created.json.creator_token;
+  const join = async (name) => {
+    const r = await api('POST', `/api/sessions/${sid}/join`, { display_name: name });
+    assert.strictEqual(r.status, 201, `join ${name}`);
+    return new Client(name, r.json);
+  };
+
+  // Alice and Bob join and connect; Carol's REST join is then broadcast to them.
+  const alice = await join('Alice');
+  const bob = await join('Bob');
+  await alice.connect(sid);
+  await bob.connect(sid);
+  const carol = await join('Carol');
+  for (const c of [alice, bob]) {
+    const ev = await until(`${c.name} sees participant_joined`, () => c.seen('participant_joined')[0]);
+    assert.deepStrictEqual(ev.payload.user_id, carol.userId);
+    assert.strictEqual(ev.payload.display_name, 'Carol');
+    assert.match(ev.payload.avatar_color, /^#[0-9A-F]{6}$/i);
+  }
+  const snap = await carol.connect(sid);
+  assert.strictEqual(snap.participants.length, 3, 'snapshot lists three participants');
+  const everyone = [alice.userId, bob.userId, carol.userId].sort();
+  for (const c of [alice, bob, carol]) {
+    await until(`${c.name}'s Presence lists all three`, () => JSON.stringify(c.online()) === JSON.stringify(everyone));
+  }
+
+  // Locations reach the others, never the sender.
+  await alice.push('location_update', { lat: 38.7223, lng: -9.1393, accuracy: 8 });
+  await bob.push('location_update', { lat: 38.7169, lng: -9.1399 });
+  for (const [c, from] of [[bob, alice], [carol, alice], [alice, bob], [carol, bob]]) {
+    await until(`${c.name} gets ${from.name}'s location`, () => c.seen('location_update', (p) => p.user_id === from.userId)[0]);
+  }
+  await sleep(300);
+  assert.strictEqual(alice.seen('location_update', (p) => p.user_id === alice.userId).length, 0, 'no echo to Alice');
+  assert.strictEqual(bob.seen('location_update', (p) => p.user_id === bob.userId).length, 0, 'no echo to Bob');
+
+  // Carol drops: Presence forgets her; she reconnects: Presence shows her again and her
+  // snapshot carries the fresh locations.
+  carol.disconnect();
+  for (const c of [alice, bob]) {
+    await until(`${c.name}'s Presence drops Carol`, () => !c.online().includes(carol.userId));
+  }
+  const again = await carol.connect(sid);
+  const located = again.locations.map((l) => l.user_id).sort();
+  assert.deepStrictEqual(located, [alice.userId, bob.userId].sort(), 'reconnect snapshot has both locations');
+  for (const c of [alice, bob, carol]) {
+    await until(`${c.name}'s Presence lists Carol again`, () => c.online().includes(carol.userId));
+  }
+
+  // Carol leaves through REST: everyone (Carol too) hears it, her channel closes, her socket closes with 1000.
+  const left = await api('DELETE', `/api/sessions/${sid}/participants/${carol.userId}`, undefined, carol.token);
+  assert.strictEqual(left.status, 204);
+  for (const c of [alice, bob, carol]) {
+    const ev = await until(`${c.name} sees Carol leave`, () => c.seen('participant_left', (p) => p.user_id === carol.userId)[0]);
+    assert.strictEqual(ev.payload.reason, 'left');
+  }
+  await until('Carol channel closed', () => carol.closed);
+  await until('Carol socket closed with 1000', () => carol.socketCloses.includes(1000));
+  for (const c of [alice, bob]) {
+    await until(`${c.name}'s Presence drops Carol for good`, () => !c.online().includes(carol.userId));
+  }
+
+  // The creator ends the session.
+  const ended = await api('DELETE', `/api/sessions/${sid}`, undefined, creatorToken);
+  assert.strictEqual(ended.status, 204);
+  for (const c of [alice, bob]) {
+    const ev = await until(`${c.name} sees session_ended`, () => c.seen('session_ended')[0]);
+    assert.deepStrictEqual(ev.payload, { reason: 'ended_by_creator' });
+    await until(`${c.name}'s channel closed`, () => c.closed);
+  }
+
+  // Exactly the promised events, no duplicates.
+  const summary = (c) => c.events.map((e) => `${e.event}:${e.payload.user_id || e.payload.reason}`);
+  const name = { [alice.userId]: 'A', [bob.userId]: 'B', [carol.userId]: 'C' };
+  const pretty = (c) => summary(c).map((s) => s.replace(/[0-9a-f-]{36}/, (id) => name[id] || id));
+  assert.deepStrictEqual(pretty(alice), ['participant_joined:C', 'location_update:B', 'participant_left:C', 'session_ended:ended_by_creator']);
+  assert.deepStrictEqual(pretty(bob), ['participant_joined:C', 'location_update:A', 'participant_left:C', 'session_ended:ended_by_creator']);
+  assert.deepStrictEqual(pretty(carol), ['location_update:A', 'location_update:B', 'participant_left:C']);
+
+  const after = await api('POST', `/api/sessions/${sid}/join`, { display_name: 'Late' });
+  assert.strictEqual(after.status, 410);
+  for (const c of [alice, bob]) c.disconnect();
+  console.log('e2e: 1 passed, 0 failed');
+}
+
+main().then(
+  () => process.exit(0),
+  (e) => {
+    console.error(`e2e: FAILED: ${e.stack || e.message}`);
+    console.log('e2e: 0 passed, 1 failed');
+    process.exit(1);
+  },
+);
