@@ -56,7 +56,9 @@ impl Application {
             log::warn!("JWT_SECRET is not set: using a random secret; tokens stop working when the process exits");
         }
         log::info!("database: {}", settings.database_url);
-        let db = Db::connect(&settings.database_url, settings.db_pool_size)?;
+        let metrics = Arc::new(Metrics::new());
+        let db = Db::connect(&settings.database_url, settings.db_pool_size)?
+            .with_pool_wait_metric(metrics.db_pool_wait.clone());
         let migrator = db.clone();
         let applied = web::block(move || migrator.migrate()).await.map_err(|e| DbError::Migration(e.to_string()))??;
         if applied > 0 {
@@ -72,7 +74,6 @@ impl Application {
             }
             None => Arc::new(MemoryStore::new(limits.location_ttl)),
         };
-        let metrics = Arc::new(Metrics::default());
 
         let deps = Arc::new(SessionDeps {
             db: db.clone(),

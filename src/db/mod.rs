@@ -105,6 +105,7 @@ fn with_connect_timeout(url: &str) -> String {
 pub struct Db {
     pool: r2d2::Pool<Manager>,
     postgres: bool,
+    pool_wait: Option<prometheus::Histogram>,
 }
 
 impl Db {
@@ -122,7 +123,13 @@ impl Db {
             .connection_timeout(DEADLINE)
             .error_handler(Box::new(r2d2::LoggingErrorHandler))
             .build_unchecked(Manager { url: url.clone() });
-        Ok(Self { pool, postgres: url.is_postgres() })
+        Ok(Self { pool, postgres: url.is_postgres(), pool_wait: None })
+    }
+
+    /// Records pool checkout waits in `histogram`.
+    pub fn with_pool_wait_metric(mut self, histogram: prometheus::Histogram) -> Self {
+        self.pool_wait = Some(histogram);
+        self
     }
 
     /// True on PostgreSQL.
@@ -153,7 +160,12 @@ impl Db {
     }
 
     fn checkout(&self) -> Result<r2d2::PooledConnection<Manager>, DbError> {
-        self.pool.get().map_err(|e| DbError::Unavailable(e.to_string()))
+        let started = Instant::now();
+        let conn = self.pool.get().map_err(|e| DbError::Unavailable(e.to_string()));
+        if let Some(h) = &self.pool_wait {
+            h.observe(started.elapsed().as_secs_f64());
+        }
+        conn
     }
 
     /// Runs `f` with a pooled connection on the blocking thread pool, giving up after [`DEADLINE`].

@@ -57,12 +57,18 @@ pub async fn request_id(
     if let Ok(value) = HeaderValue::from_str(&id) {
         res.headers_mut().insert(REQUEST_ID, value);
     }
+    let elapsed = started.elapsed().as_secs_f64();
+    if let Some(state) = res.request().app_data::<web::Data<AppState>>() {
+        // The route template, never the concrete path: ids must not become label values.
+        let route = res.request().match_pattern().unwrap_or_else(|| "unmatched".to_owned());
+        state.metrics.observe_http(&route, method.as_str(), res.status().as_u16(), elapsed);
+    }
     let sep = if query.is_empty() { "" } else { "?" };
     log::info!(
         target: "access",
         "{method} {path}{sep}{query} {status} {ms:.1}ms request_id={id}",
         status = res.status().as_u16(),
-        ms = started.elapsed().as_secs_f64() * 1000.0,
+        ms = elapsed * 1000.0,
     );
     Ok(res)
 }

@@ -61,6 +61,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .route("/sessions/{id}/participants/{user_id}", web::delete().to(participants::remove)),
     )
     .route("/socket/websocket", web::get().to(socket::upgrade))
+    .route("/metrics", web::get().to(crate::ops::metrics::endpoint))
     .route("/health", web::get().to(health::basic))
     .route("/health/detailed", web::get().to(health::detailed))
     .route("/health/ready", web::get().to(health::ready))

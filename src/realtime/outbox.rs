@@ -7,11 +7,10 @@
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 
 use bytestring::ByteString;
-
-use crate::ops::metrics::Metrics;
+use prometheus::IntCounter;
 
 /// One thing to write to a socket.
 #[derive(Debug, Clone, PartialEq)]
@@ -53,18 +52,24 @@ pub struct Outbox {
     inner: Mutex<Inner>,
     capacity: usize,
     dropped: AtomicU64,
-    metrics: Arc<Metrics>,
+    dropped_total: IntCounter,
 }
 
 impl Outbox {
     /// A queue holding at most `capacity` droppable frames' worth of items.
-    pub fn new(capacity: usize, metrics: Arc<Metrics>) -> Self {
-        Self { inner: Mutex::new(Inner::default()), capacity: capacity.max(1), dropped: AtomicU64::new(0), metrics }
+    /// `dropped_total` counts drops process-wide (the metric).
+    pub fn new(capacity: usize, dropped_total: IntCounter) -> Self {
+        Self {
+            inner: Mutex::new(Inner::default()),
+            capacity: capacity.max(1),
+            dropped: AtomicU64::new(0),
+            dropped_total,
+        }
     }
 
     fn count_drop(&self) {
         self.dropped.fetch_add(1, Ordering::Relaxed);
-        Metrics::inc(&self.metrics.frames_dropped);
+        self.dropped_total.inc();
     }
 
     /// Queues an item, making room by dropping the oldest droppable frame when full.
@@ -128,13 +133,17 @@ impl Outbox {
 mod tests {
     use super::*;
 
+    fn counter() -> IntCounter {
+        IntCounter::new("dropped", "dropped").unwrap_or_else(|e| panic!("{e}"))
+    }
+
     fn frame(s: &str, droppable: bool) -> Outgoing {
         Outgoing::Frame { text: ByteString::from(s.to_owned()), droppable }
     }
 
     #[test]
     fn wakes_once_until_drained() {
-        let o = Outbox::new(10, Arc::default());
+        let o = Outbox::new(10, counter());
         assert_eq!(o.push(frame("a", true)), Pushed::Wake);
         assert_eq!(o.push(frame("b", true)), Pushed::Queued);
         assert_eq!(o.drain().len(), 2);
@@ -143,7 +152,7 @@ mod tests {
 
     #[test]
     fn drops_oldest_location_first_and_keeps_control_frames() {
-        let o = Outbox::new(3, Arc::default());
+        let o = Outbox::new(3, counter());
         o.push(frame("reply", false));
         o.push(frame("loc1", true));
         o.push(frame("loc2", true));
@@ -156,7 +165,7 @@ mod tests {
 
     #[test]
     fn bounded_under_flood() {
-        let o = Outbox::new(100, Arc::default());
+        let o = Outbox::new(100, counter());
         for i in 0..10_000 {
             o.push(frame(&i.to_string(), true));
         }
@@ -167,7 +176,7 @@ mod tests {
 
     #[test]
     fn closed_refuses() {
-        let o = Outbox::new(2, Arc::default());
+        let o = Outbox::new(2, counter());
         o.close();
         assert_eq!(o.push(frame("x", false)), Pushed::Closed);
     }

@@ -13,7 +13,6 @@ use actix::prelude::*;
 use super::messages::*;
 use super::session::{SessionActor, SessionDeps};
 use crate::domain::SessionId;
-use crate::ops::metrics::Metrics;
 
 /// Crashes of one session tolerated within [`RESTART_WINDOW`] before it is no longer restarted eagerly.
 pub const MAX_RESTARTS: usize = 3;
@@ -69,7 +68,10 @@ impl Handler<Ping> for SessionRegistry {
     type Result = RegistryStats;
 
     fn handle(&mut self, _: Ping, _: &mut Context<Self>) -> RegistryStats {
-        RegistryStats { sessions_live: self.sessions.len(), sockets: Metrics::read(&self.deps.metrics.sockets) }
+        RegistryStats {
+            sessions_live: self.sessions.len(),
+            sockets: usize::try_from(self.deps.metrics.sockets.get()).unwrap_or(0),
+        }
     }
 }
 
@@ -144,7 +146,7 @@ impl Handler<SessionStopped> for SessionRegistry {
             self.sessions.remove(&msg.session);
         }
         if msg.crashed {
-            Metrics::inc(&self.deps.metrics.session_restarts);
+            self.deps.metrics.session_restarts.inc();
             if self.restart_allowed(msg.session) {
                 log::warn!("restarting the actor of session {}", msg.session);
                 self.session(msg.session, ctx);

@@ -397,15 +397,15 @@ impl SessionActor {
         let now = Instant::now();
         let metrics = self.deps.metrics.clone();
         if !member.bucket.take(self.deps.limits.max_updates_per_second, now) {
-            Metrics::inc(&metrics.rate_limited);
+            metrics.rate_limited.inc();
             let reply = encode_reply(sender.vsn, &msg.reply, Status::Error, &json!({ "reason": "rate_limited" }));
             send(&sender, frame(reply, false));
             return;
         }
-        Metrics::inc(&metrics.updates_in);
+        metrics.updates_in.inc();
         let view = msg.location.view(msg.participant);
         let delivered = self.broadcast("location_update", &view, Some(msg.socket), true);
-        Metrics::add(&metrics.deliveries_out, delivered);
+        metrics.deliveries_out.inc_by(delivered);
         send(&sender, frame(encode_reply(sender.vsn, &msg.reply, Status::Ok, &json!({})), false));
 
         self.locations.insert(msg.participant, (view.clone(), now + self.deps.limits.location_ttl));
@@ -669,7 +669,7 @@ fn frame(text: ByteString, droppable: bool) -> Outgoing {
 
 fn store_error<T: Default>(metrics: &Metrics, e: &crate::store::StoreError) -> T {
     log::warn!("{e}");
-    Metrics::inc(&metrics.store_errors);
+    metrics.store_errors.inc();
     T::default()
 }
 
@@ -677,13 +677,13 @@ impl Actor for SessionActor {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Context<Self>) {
-        Metrics::gauge(&self.deps.metrics.sessions_live, 1);
+        self.deps.metrics.sessions_live.inc();
         self.load(ctx);
         ctx.run_interval(TICK, |act, ctx| act.guard(ctx, (), |act, ctx| act.tick(ctx)));
     }
 
     fn stopped(&mut self, ctx: &mut Context<Self>) {
-        Metrics::gauge(&self.deps.metrics.sessions_live, -1);
+        self.deps.metrics.sessions_live.dec();
         if self.phase == Phase::Live {
             self.save_seen();
         }

@@ -78,7 +78,7 @@ impl SocketActor {
             who,
             vsn,
             registry,
-            outbox: Arc::new(Outbox::new(limits.max_socket_queue, metrics.clone())),
+            outbox: Arc::new(Outbox::new(limits.max_socket_queue, metrics.frames_dropped.clone())),
             metrics,
             limits,
             channel: None,
@@ -115,7 +115,7 @@ impl SocketActor {
         match decode(self.vsn, text, &self.topic) {
             Ok(frame) => self.dispatch(frame, ctx),
             Err(bad) => {
-                Metrics::inc(&self.metrics.unparsable_frames);
+                self.metrics.unparsable_frames.inc();
                 if let Some(msg_ref) = bad.msg_ref {
                     let to = ReplyTo {
                         join_ref: bad.join_ref,
@@ -298,7 +298,7 @@ impl Actor for SocketActor {
     type Context = WebsocketContext<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
-        Metrics::gauge(&self.metrics.sockets, 1);
+        self.metrics.sockets.inc();
         ctx.run_interval(CHECK_INTERVAL, |act, ctx| act.check(ctx));
         if self.vsn == Vsn::Plain {
             let to = ReplyTo {
@@ -312,7 +312,7 @@ impl Actor for SocketActor {
     }
 
     fn stopped(&mut self, _: &mut Self::Context) {
-        Metrics::gauge(&self.metrics.sockets, -1);
+        self.metrics.sockets.dec();
         self.outbox.close();
         if let Some(session) = self.channel.take().and_then(|c| c.session) {
             session.do_send(Disconnect { socket: self.id });
@@ -347,7 +347,7 @@ impl StreamHandler<Result<ws::Message, ProtocolError>> for SocketActor {
                 ctx.close(reason);
                 ctx.stop();
             }
-            ws::Message::Binary(_) => Metrics::inc(&self.metrics.unparsable_frames),
+            ws::Message::Binary(_) => self.metrics.unparsable_frames.inc(),
             ws::Message::Continuation(item) => self.continuation(item, ctx),
         }
     }
@@ -372,7 +372,7 @@ impl SocketActor {
             let whole = self.fragments.take().unwrap_or_default();
             match String::from_utf8(whole) {
                 Ok(text) => self.handle_text(&text, ctx),
-                Err(_) => Metrics::inc(&self.metrics.unparsable_frames),
+                Err(_) => self.metrics.unparsable_frames.inc(),
             }
         }
     }
