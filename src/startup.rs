@@ -2,8 +2,8 @@
 //! registry, and the HTTP server last.
 
 use std::net::TcpListener;
-use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
+use std::time::Duration;
 
 use actix::{Actor, Addr};
 use actix_web::dev::Server;
@@ -16,6 +16,7 @@ use crate::db::{Db, DbError};
 use crate::http::error::ApiError;
 use crate::http::{self, middleware, AppState};
 use crate::ops::cleanup::CleanupWorker;
+use crate::ops::drain::{self, Drain};
 use crate::ops::metrics::Metrics;
 use crate::realtime::session::SessionDeps;
 use crate::realtime::SessionRegistry;
@@ -47,6 +48,7 @@ pub struct Application {
     port: u16,
     server: Server,
     registry: Addr<SessionRegistry>,
+    drain: Arc<Drain>,
 }
 
 impl Application {
@@ -99,6 +101,8 @@ impl Application {
         let port = listener.local_addr().map_err(|source| StartupError::Bind { address, source })?.port();
 
         let grace = settings.limits.shutdown_grace;
+        let drain = Arc::new(Drain::new(grace));
+        let sockets = metrics.sockets.clone();
         let state = web::Data::new(AppState {
             tokens: Tokens::new(&settings.jwt_secret),
             limits,
@@ -108,7 +112,7 @@ impl Application {
             db,
             redis,
             registry: registry.clone(),
-            draining: Arc::new(AtomicBool::new(false)),
+            drain: drain.clone(),
         });
         let server = HttpServer::new(move || {
             App::new()
@@ -121,12 +125,15 @@ impl Application {
                     Err::<actix_web::HttpResponse, _>(ApiError::NotFound("Not Found"))
                 }))
         })
-        .shutdown_timeout(grace.as_secs())
+        // Our own signal handling drains first; what is left of the grace goes to in-flight requests.
+        .disable_signals()
+        .shutdown_timeout(grace.saturating_sub(drain.spread() + Duration::from_secs(3)).as_secs().max(1))
         .listen(listener)
         .map_err(|source| StartupError::Bind { address: format!("port {port}"), source })?
         .run();
         log::info!("listening on port {port}");
-        Ok(Self { port, server, registry })
+        actix_web::rt::spawn(drain::on_signal(drain.clone(), server.handle(), sockets));
+        Ok(Self { port, server, registry, drain })
     }
 
     /// The port actually bound (useful when 0 was asked for).
@@ -137,6 +144,11 @@ impl Application {
     /// The session registry (tests use it to reach session actors).
     pub fn registry(&self) -> Addr<SessionRegistry> {
         self.registry.clone()
+    }
+
+    /// Starts draining as SIGTERM would (tests use it).
+    pub fn begin_drain(&self) {
+        self.drain.begin();
     }
 
     /// Serves until the server is stopped (SIGINT/SIGTERM).

@@ -1,6 +1,5 @@
 //! Health probes for people and for Kubernetes.
 
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use actix_web::{web, HttpResponse};
@@ -112,7 +111,7 @@ pub async fn detailed(state: web::Data<AppState>) -> HttpResponse {
         sessions_live: stats.sessions_live,
         sockets: stats.sockets,
         version: env!("CARGO_PKG_VERSION"),
-        draining: state.draining.load(Ordering::Relaxed),
+        draining: state.drain.is_draining(),
     };
     if healthy {
         HttpResponse::Ok().json(body)
@@ -127,7 +126,7 @@ pub async fn detailed(state: web::Data<AppState>) -> HttpResponse {
     (status = 503, description = "Draining, or a dependency is down"),
 ))]
 pub async fn ready(state: web::Data<AppState>) -> HttpResponse {
-    if state.draining.load(Ordering::Relaxed) {
+    if state.drain.is_draining() {
         return HttpResponse::ServiceUnavailable().json(json!({ "status": "draining" }));
     }
     let checks = checks(&state).await;

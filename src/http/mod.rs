@@ -9,7 +9,6 @@ pub mod participants;
 pub mod sessions;
 pub mod socket;
 
-use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
 use actix::Addr;
@@ -20,6 +19,7 @@ use crate::auth::{Claims, Tokens};
 use crate::config::{Limits, Settings};
 use crate::db::Db;
 use crate::domain::SessionId;
+use crate::ops::drain::Drain;
 use crate::ops::metrics::Metrics;
 use crate::realtime::SessionRegistry;
 use crate::store::redis::RedisPool;
@@ -44,8 +44,8 @@ pub struct AppState {
     pub tokens: Tokens,
     /// The supervisor of session actors.
     pub registry: Addr<SessionRegistry>,
-    /// Set on SIGTERM: readiness fails and new sockets are refused.
-    pub draining: Arc<AtomicBool>,
+    /// Set on SIGTERM: readiness fails, new sockets are refused, open ones close.
+    pub drain: Arc<Drain>,
 }
 
 /// Mounts every route.

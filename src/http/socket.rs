@@ -1,7 +1,5 @@
 //! `GET /socket/websocket`: checks origin, token and membership before the upgrade (403 otherwise).
 
-use std::sync::atomic::Ordering;
-
 use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Deserialize;
@@ -25,7 +23,7 @@ pub async fn upgrade(
     req: HttpRequest,
     stream: web::Payload,
 ) -> Result<HttpResponse, actix_web::Error> {
-    if state.draining.load(Ordering::Relaxed) {
+    if state.drain.is_draining() {
         return Err(ApiError::Unavailable("server is shutting down; reconnect elsewhere").into());
     }
     if let Some(origin) = req.headers().get(header::ORIGIN) {
@@ -52,5 +50,6 @@ pub async fn upgrade(
         return Err(ApiError::Forbidden("participant is no longer in the session").into());
     }
     let who = SocketIdentity { participant, session: claims.sid, expires_at };
-    SocketActor::new(who, vsn, state.registry.clone(), state.metrics.clone(), state.limits.clone()).start(&req, stream)
+    SocketActor::new(who, vsn, state.registry.clone(), state.metrics.clone(), state.limits.clone(), state.drain.clone())
+        .start(&req, stream)
 }

@@ -1,4 +1,5 @@
 //! Operations: counters, the cleanup sweep.
 
 pub mod cleanup;
+pub mod drain;
 pub mod metrics;

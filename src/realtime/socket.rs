@@ -20,6 +20,7 @@ use super::registry::SessionRegistry;
 use super::session::SessionActor;
 use crate::config::Limits;
 use crate::domain::{Location, ParticipantId, SessionId};
+use crate::ops::drain::Drain;
 use crate::ops::metrics::Metrics;
 use crate::views::rfc3339;
 
@@ -56,6 +57,7 @@ pub struct SocketActor {
     outbox: Arc<Outbox>,
     metrics: Arc<Metrics>,
     limits: Arc<Limits>,
+    drain: Arc<Drain>,
     /// The joined (or joining) channel; a socket has at most one: its session's.
     channel: Option<Channel>,
     last_frame: Instant,
@@ -71,6 +73,7 @@ impl SocketActor {
         registry: Addr<SessionRegistry>,
         metrics: Arc<Metrics>,
         limits: Arc<Limits>,
+        drain: Arc<Drain>,
     ) -> Self {
         Self {
             id: NEXT_SOCKET.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
@@ -81,6 +84,7 @@ impl SocketActor {
             outbox: Arc::new(Outbox::new(limits.max_socket_queue, metrics.frames_dropped.clone())),
             metrics,
             limits,
+            drain,
             channel: None,
             last_frame: Instant::now(),
             last_seen_report: None,
@@ -284,6 +288,9 @@ impl SocketActor {
     }
 
     fn check(&mut self, ctx: &mut WebsocketContext<Self>) {
+        if self.drain.close_at(self.id).is_some_and(|at| Instant::now() >= at) {
+            return self.close(ctx, 1012, "server restarting; reconnect");
+        }
         if self.last_frame.elapsed() >= self.limits.socket_timeout {
             return self.close(ctx, 1000, "timeout");
         }
