@@ -50,6 +50,46 @@ impl Drain {
     }
 }
 
+/// Waits for SIGTERM or SIGINT, then drains and stops the server within `grace`.
+pub async fn on_signal(
+    drain: std::sync::Arc<Drain>,
+    server: actix_web::dev::ServerHandle,
+    sockets: prometheus::IntGauge,
+) {
+    wait_for_signal().await;
+    log::info!("shutdown signal: draining (ready=503, refusing sockets, closing sockets over {:?})", drain.spread());
+    drain.begin();
+    // Sockets close by themselves at their slot; wait for them, a little past the spread at most.
+    let deadline = Instant::now() + drain.spread() + Duration::from_secs(2);
+    while sockets.get() > 0 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    log::info!("sockets drained ({} left); finishing in-flight requests", sockets.get());
+    server.stop(true).await;
+}
+
+#[cfg(unix)]
+async fn wait_for_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    match (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
+        (Ok(mut term), Ok(mut int)) => {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
+            }
+        }
+        _ => {
+            log::warn!("cannot listen for signals; use Ctrl-C");
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}
+
+#[cfg(not(unix))]
+async fn wait_for_signal() {
+    let _ = tokio::signal::ctrl_c().await;
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -90,44 +130,4 @@ mod tests {
         d.begin();
         assert_eq!(d.close_at(7), first);
     }
-}
-
-/// Waits for SIGTERM or SIGINT, then drains and stops the server within `grace`.
-pub async fn on_signal(
-    drain: std::sync::Arc<Drain>,
-    server: actix_web::dev::ServerHandle,
-    sockets: prometheus::IntGauge,
-) {
-    wait_for_signal().await;
-    log::info!("shutdown signal: draining (ready=503, refusing sockets, closing sockets over {:?})", drain.spread());
-    drain.begin();
-    // Sockets close by themselves at their slot; wait for them, a little past the spread at most.
-    let deadline = Instant::now() + drain.spread() + Duration::from_secs(2);
-    while sockets.get() > 0 && Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    log::info!("sockets drained ({} left); finishing in-flight requests", sockets.get());
-    server.stop(true).await;
-}
-
-#[cfg(unix)]
-async fn wait_for_signal() {
-    use tokio::signal::unix::{signal, SignalKind};
-    match (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
-        (Ok(mut term), Ok(mut int)) => {
-            tokio::select! {
-                _ = term.recv() => {}
-                _ = int.recv() => {}
-            }
-        }
-        _ => {
-            log::warn!("cannot listen for signals; use Ctrl-C");
-            let _ = tokio::signal::ctrl_c().await;
-        }
-    }
-}
-
-#[cfg(not(unix))]
-async fn wait_for_signal() {
-    let _ = tokio::signal::ctrl_c().await;
 }
