@@ -18,6 +18,7 @@ use crate::http::{self, middleware, AppState};
 use crate::ops::cleanup::CleanupWorker;
 use crate::ops::drain::{self, Drain};
 use crate::ops::metrics::Metrics;
+use crate::realtime::cluster::ClusterBus;
 use crate::realtime::session::SessionDeps;
 use crate::realtime::SessionRegistry;
 use crate::store::memory::MemoryStore;
@@ -77,7 +78,14 @@ impl Application {
             None => Arc::new(MemoryStore::new(limits.location_ttl)),
         };
 
+        let bus = match (&settings.redis_url, &redis) {
+            (Some(url), Some(pool)) => {
+                ClusterBus::start(url, pool.clone(), metrics.clone()).map_err(|e| RedisError::Config(e.to_string()))?
+            }
+            _ => ClusterBus::disabled(),
+        };
         let deps = Arc::new(SessionDeps {
+            bus: bus.clone(),
             db: db.clone(),
             store: store.clone(),
             limits: (*limits).clone(),
@@ -85,6 +93,7 @@ impl Application {
         });
         let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
         let registry = SessionRegistry::new(deps, threads).start();
+        bus.attach(registry.clone());
         CleanupWorker::new(
             db.clone(),
             store.clone(),

@@ -7,6 +7,7 @@
 //! - Socket actor → session actor: [`LocationReported`], [`Seen`], [`Disconnect`].
 //! - Session actor → socket actor: frames through the socket's [`Outbox`], and [`Flush`] to wake it.
 //! - Session actor → registry: [`SessionStopped`] (so the supervisor forgets or restarts it).
+//! - Cluster bus → registry → session actor: [`RemoteEvent`] (what other replicas published).
 
 use std::sync::Arc;
 
@@ -185,4 +186,16 @@ pub struct SessionStopped {
 pub struct Crash {
     /// The session whose actor should panic.
     pub session: SessionId,
+}
+
+/// Fact (registry, then session actor): another replica published an event of this session.
+#[derive(Debug, Clone, Message)]
+#[rtype(result = "()")]
+pub struct RemoteEvent {
+    /// The session.
+    pub session: SessionId,
+    /// The replica that published it.
+    pub origin: Arc<str>,
+    /// What happened.
+    pub event: super::cluster::ClusterEvent,
 }

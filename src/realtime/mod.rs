@@ -1,6 +1,7 @@
 //! The live side: the session registry (supervisor), session actors, socket actors and the
 //! Phoenix Channels protocol.
 
+pub mod cluster;
 pub mod messages;
 pub mod outbox;
 pub mod protocol;

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 
+use super::cluster::ClusterEvent;
 use super::messages::*;
 use super::session::{SessionActor, SessionDeps};
 use crate::domain::SessionId;
@@ -95,6 +96,16 @@ impl Handler<ParticipantJoined> for SessionRegistry {
     type Result = ();
 
     fn handle(&mut self, msg: ParticipantJoined, _: &mut Context<Self>) {
+        let p = &msg.participant;
+        self.deps.bus.publish(
+            msg.session,
+            &ClusterEvent::Joined {
+                user_id: p.id.to_string(),
+                display_name: p.display_name.as_str().to_owned(),
+                avatar_color: p.avatar_color.as_str().to_owned(),
+                joined_at: crate::views::rfc3339(&p.joined_at),
+            },
+        );
         if let Some(addr) = self.sessions.get(&msg.session) {
             addr.do_send(msg);
         }
@@ -105,6 +116,8 @@ impl Handler<ParticipantLeft> for SessionRegistry {
     type Result = ();
 
     fn handle(&mut self, msg: ParticipantLeft, _: &mut Context<Self>) {
+        let left = ClusterEvent::Left { user_id: msg.user.to_string(), reason: msg.reason.as_str().to_owned() };
+        self.deps.bus.publish(msg.session, &left);
         match self.sessions.get(&msg.session) {
             Some(addr) => addr.do_send(msg),
             // No actor here: still drop the position at once.
@@ -124,6 +137,7 @@ impl Handler<SessionEnded> for SessionRegistry {
     type Result = ();
 
     fn handle(&mut self, msg: SessionEnded, _: &mut Context<Self>) {
+        self.deps.bus.publish(msg.session, &ClusterEvent::Ended { reason: msg.reason.as_str().to_owned() });
         match self.sessions.get(&msg.session) {
             Some(addr) => addr.do_send(msg),
             None => {
@@ -163,6 +177,17 @@ impl Handler<Crash> for SessionRegistry {
     type Result = ();
 
     fn handle(&mut self, msg: Crash, _: &mut Context<Self>) {
+        if let Some(addr) = self.sessions.get(&msg.session) {
+            addr.do_send(msg);
+        }
+    }
+}
+
+impl Handler<RemoteEvent> for SessionRegistry {
+    type Result = ();
+
+    fn handle(&mut self, msg: RemoteEvent, _: &mut Context<Self>) {
+        // Only replicas with sockets in the session have its actor (and its subscription).
         if let Some(addr) = self.sessions.get(&msg.session) {
             addr.do_send(msg);
         }

@@ -16,6 +16,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use serde_json::{json, Map, Value};
 
+use super::cluster::{ClusterBus, ClusterEvent};
 use super::messages::*;
 use super::outbox::{Outgoing, Pushed};
 use super::protocol::{encode_lifecycle, encode_push, encode_reply, topic_of, Status, Vsn};
@@ -34,6 +35,10 @@ const TICK: Duration = Duration::from_millis(500);
 const EMPTY_GRACE: Duration = Duration::from_secs(30);
 /// How often last-seen times are written to SQL (they reach the ephemeral store every tick).
 const SQL_FLUSH: Duration = Duration::from_secs(30);
+/// How often a replica repeats who is online on it, for the other replicas' Presence.
+const PRESENCE_HEARTBEAT: Duration = Duration::from_secs(15);
+/// A replica not heard of for this long is presumed dead and its Presence entries vanish.
+const PRESENCE_EXPIRY: Duration = Duration::from_secs(45);
 
 /// What every session actor needs; shared.
 pub struct SessionDeps {
@@ -45,6 +50,8 @@ pub struct SessionDeps {
     pub limits: Limits,
     /// Counters.
     pub metrics: Arc<Metrics>,
+    /// Broadcasts to and from the other replicas.
+    pub bus: ClusterBus,
 }
 
 /// A participant as the session actor knows it.
@@ -100,6 +107,11 @@ pub struct SessionActor {
     empty_since: Option<Instant>,
     checking_inactivity: bool,
     crashed: bool,
+    /// Who is online on other replicas: replica → (last heard, user id → meta).
+    remote_presence: HashMap<Arc<str>, (Instant, HashMap<String, Value>)>,
+    /// The Presence state the local sockets were last told (user id → meta).
+    presence_told: HashMap<String, Value>,
+    last_presence_publish: Instant,
 }
 
 /// What the actor loads when it starts.
@@ -134,6 +146,9 @@ impl SessionActor {
             empty_since: Some(Instant::now()),
             checking_inactivity: false,
             crashed: false,
+            remote_presence: HashMap::new(),
+            presence_told: HashMap::new(),
+            last_presence_publish: Instant::now(),
         }
     }
 
@@ -195,6 +210,9 @@ impl SessionActor {
                 seen.unwrap_or_else(|e| store_error(&deps.metrics, &e)),
                 activity.unwrap_or_else(|e| store_error(&deps.metrics, &e)),
             );
+            if session.is_some() {
+                deps.bus.subscribe(id).await;
+            }
             Ok::<_, DbError>(Loaded { session, participants, locations, seen, activity })
         };
         ctx.wait(load.into_actor(self).map(|loaded, act, ctx| {
@@ -244,6 +262,9 @@ impl SessionActor {
         self.phase = if ended { Phase::Ended } else { Phase::Live };
         if ended {
             ctx.stop();
+        } else {
+            // Announce this replica, so the others answer with who is online on them.
+            self.publish_presence();
         }
     }
 
@@ -291,11 +312,56 @@ impl SessionActor {
         json!({ "participants": participants, "locations": locations })
     }
 
-    fn presence_state(&self) -> Map<String, Value> {
+    /// Who is online here.
+    fn local_presence(&self) -> HashMap<String, Value> {
         self.members
             .iter()
-            .filter_map(|(id, m)| m.presence.as_ref().map(|meta| (id.to_string(), json!({ "metas": [meta] }))))
+            .filter_map(|(id, m)| m.presence.as_ref().map(|meta| (id.to_string(), json!(meta))))
             .collect()
+    }
+
+    /// Who is online on any replica, one meta each (this replica's first).
+    fn merged_presence(&self) -> HashMap<String, Value> {
+        let mut merged = self.local_presence();
+        for (_, online) in self.remote_presence.values() {
+            for (user, meta) in online {
+                merged.entry(user.clone()).or_insert_with(|| meta.clone());
+            }
+        }
+        merged
+    }
+
+    fn presence_state(&self) -> Map<String, Value> {
+        self.presence_told.iter().map(|(user, meta)| (user.clone(), json!({ "metas": [meta] }))).collect()
+    }
+
+    /// Tells the local sockets (but `except`) how Presence changed since they were last told.
+    fn sync_presence(&mut self, except: Option<SocketId>) {
+        let now = self.merged_presence();
+        let entry = |meta: &Value| json!({ "metas": [meta] });
+        let joins: Map<String, Value> = now
+            .iter()
+            .filter(|(u, _)| !self.presence_told.contains_key(*u))
+            .map(|(u, m)| (u.clone(), entry(m)))
+            .collect();
+        let leaves: Map<String, Value> = self
+            .presence_told
+            .iter()
+            .filter(|(u, _)| !now.contains_key(*u))
+            .map(|(u, m)| (u.clone(), entry(m)))
+            .collect();
+        self.presence_told = now;
+        if !joins.is_empty() || !leaves.is_empty() {
+            self.broadcast("presence_diff", &json!({ "joins": joins, "leaves": leaves }), except, false);
+        }
+    }
+
+    /// Tells the other replicas who is online here.
+    fn publish_presence(&mut self) {
+        if self.deps.bus.is_enabled() {
+            self.last_presence_publish = Instant::now();
+            self.deps.bus.publish(self.id, &ClusterEvent::Presence { online: self.local_presence() });
+        }
     }
 
     // ------------------------------------------------------------ joining
@@ -331,6 +397,10 @@ impl SessionActor {
         self.empty_since = None;
         self.mark_seen(user, now);
 
+        if first {
+            self.sync_presence(Some(handle.id));
+            self.publish_presence();
+        }
         let snapshot = self.snapshot(now);
         let joined = match handle.vsn {
             Vsn::Plain => encode_push(Vsn::Plain, &Value::Null, &self.topic, "joined", &snapshot),
@@ -339,21 +409,7 @@ impl SessionActor {
         send(&handle, frame(joined, false));
         let state = encode_push(handle.vsn, &Value::Null, &self.topic, "presence_state", &self.presence_state());
         send(&handle, frame(state, false));
-        if first {
-            let diff = self.presence_diff(user, true);
-            self.broadcast("presence_diff", &diff, Some(handle.id), false);
-        }
         Ok(())
-    }
-
-    fn presence_diff(&self, user: ParticipantId, joined: bool) -> Value {
-        let meta = self.members.get(&user).and_then(|m| m.presence.clone());
-        let entry = json!({ user.to_string(): { "metas": [meta] } });
-        if joined {
-            json!({ "joins": entry, "leaves": {} })
-        } else {
-            json!({ "joins": {}, "leaves": entry })
-        }
     }
 
     fn disconnect(&mut self, socket: SocketId) {
@@ -370,11 +426,11 @@ impl SessionActor {
             None => false,
         };
         if last {
-            let diff = self.presence_diff(user, false);
             if let Some(m) = self.members.get_mut(&user) {
                 m.presence = None;
             }
-            self.broadcast("presence_diff", &diff, None, false);
+            self.sync_presence(None);
+            self.publish_presence();
         }
         if self.sockets.is_empty() {
             self.empty_since = Some(Instant::now());
@@ -408,6 +464,9 @@ impl SessionActor {
         metrics.deliveries_out.inc_by(delivered);
         send(&sender, frame(encode_reply(sender.vsn, &msg.reply, Status::Ok, &json!({})), false));
 
+        if self.deps.bus.is_enabled() {
+            self.deps.bus.publish(self.id, &ClusterEvent::Location { view: view.clone() });
+        }
         self.locations.insert(msg.participant, (view.clone(), now + self.deps.limits.location_ttl));
         self.unstored_locations.insert(msg.participant, view);
         self.store_locations(ctx);
@@ -485,9 +544,14 @@ impl SessionActor {
                 send(h, Outgoing::Close(1000, "left the session"));
             }
         }
-        if let Some(meta) = member.presence {
-            let diff = json!({ "joins": {}, "leaves": { user.to_string(): { "metas": [meta] } } });
-            self.broadcast("presence_diff", &diff, None, false);
+        // Gone from the session, so gone from every replica's Presence too.
+        let key = user.to_string();
+        for (_, online) in self.remote_presence.values_mut() {
+            online.remove(&key);
+        }
+        self.sync_presence(None);
+        if member.presence.is_some() {
+            self.publish_presence();
         }
         self.locations.remove(&user);
         self.unstored_locations.remove(&user);
@@ -514,6 +578,9 @@ impl SessionActor {
         }
         self.phase = Phase::Ended;
         log::info!("session {} ended: {}", self.id, reason.as_str());
+        if record {
+            self.deps.bus.publish(self.id, &ClusterEvent::Ended { reason: reason.as_str().to_owned() });
+        }
         let (id, deps) = (self.id, self.deps.clone());
         actix::spawn(async move {
             if record {
@@ -564,6 +631,7 @@ impl SessionActor {
         }
         self.remove_idle_members(now, inactivity, ctx);
         self.flush_seen(ctx);
+        self.tend_presence();
         if self.sockets.is_empty() && self.empty_since.is_some_and(|t| t.elapsed() >= EMPTY_GRACE) {
             ctx.stop();
         }
@@ -609,7 +677,11 @@ impl SessionActor {
             };
             ctx.spawn(remove.into_actor(self).map(move |result, act, ctx| {
                 act.guard(ctx, (), |act, _| match result {
-                    Ok(_) => act.participant_left(user, LeaveReason::Inactive),
+                    Ok(_) => {
+                        let reason = LeaveReason::Inactive.as_str().to_owned();
+                        act.deps.bus.publish(act.id, &ClusterEvent::Left { user_id: user.to_string(), reason });
+                        act.participant_left(user, LeaveReason::Inactive);
+                    }
                     Err(e) => {
                         log::warn!("could not remove idle participant: {e}");
                         if let Some(m) = act.members.get_mut(&user) {
@@ -618,6 +690,77 @@ impl SessionActor {
                     }
                 })
             }));
+        }
+    }
+
+    /// Forgets replicas not heard of lately, and repeats this replica's Presence now and then.
+    fn tend_presence(&mut self) {
+        let before = self.remote_presence.len();
+        self.remote_presence.retain(|_, (heard, _)| heard.elapsed() < PRESENCE_EXPIRY);
+        if self.remote_presence.len() != before {
+            self.sync_presence(None);
+        }
+        let online_here = self.members.values().any(|m| m.presence.is_some());
+        if online_here && self.last_presence_publish.elapsed() >= PRESENCE_HEARTBEAT {
+            self.publish_presence();
+        }
+    }
+
+    // ------------------------------------------------------------ other replicas
+
+    fn remote(&mut self, origin: Arc<str>, event: ClusterEvent, ctx: &mut Context<Self>) {
+        match event {
+            ClusterEvent::Location { view } => {
+                if self.phase != Phase::Live {
+                    return;
+                }
+                let Ok(user) = view.user_id.parse::<ParticipantId>() else {
+                    return;
+                };
+                let delivered = self.broadcast("location_update", &view, None, true);
+                self.deps.metrics.deliveries_out.inc_by(delivered);
+                self.locations.insert(user, (view, Instant::now() + self.deps.limits.location_ttl));
+                self.last_activity = self.last_activity.max(Utc::now());
+            }
+            ClusterEvent::Joined { user_id, display_name, avatar_color, joined_at } => {
+                let parsed = (
+                    user_id.parse::<ParticipantId>(),
+                    crate::domain::DisplayName::parse(&display_name),
+                    crate::domain::AvatarColor::parse(&avatar_color),
+                    DateTime::parse_from_rfc3339(&joined_at),
+                );
+                if let (Ok(id), Ok(display_name), Ok(avatar_color), Ok(at)) = parsed {
+                    let at = at.with_timezone(&Utc);
+                    self.participant_joined(Participant {
+                        id,
+                        session_id: self.id,
+                        display_name,
+                        avatar_color,
+                        joined_at: at,
+                        last_seen_at: at,
+                        removed_at: None,
+                    });
+                }
+            }
+            ClusterEvent::Left { user_id, reason } => {
+                let reason = match reason.as_str() {
+                    "left" => LeaveReason::Left,
+                    "inactive" => LeaveReason::Inactive,
+                    _ => LeaveReason::Removed,
+                };
+                if let Ok(user) = user_id.parse() {
+                    self.participant_left(user, reason);
+                }
+            }
+            ClusterEvent::Ended { reason } => self.end(EndReason::from_stored(&reason), false, ctx),
+            ClusterEvent::Presence { online } => {
+                // A replica new to this session (its actor just started) learns who is here at once.
+                let newcomer = self.remote_presence.insert(origin, (Instant::now(), online)).is_none();
+                self.sync_presence(None);
+                if newcomer && self.members.values().any(|m| m.presence.is_some()) {
+                    self.publish_presence();
+                }
+            }
         }
     }
 
@@ -684,6 +827,9 @@ impl Actor for SessionActor {
 
     fn stopped(&mut self, ctx: &mut Context<Self>) {
         self.deps.metrics.sessions_live.dec();
+        if self.session.is_some() {
+            self.deps.bus.unsubscribe(self.id);
+        }
         if self.phase == Phase::Live {
             self.save_seen();
         }
@@ -790,5 +936,13 @@ impl Handler<Crash> for SessionActor {
 
     fn handle(&mut self, _: Crash, ctx: &mut Context<Self>) {
         self.guard(ctx, (), |act, _| panic!("crash requested for session {}", act.id));
+    }
+}
+
+impl Handler<RemoteEvent> for SessionActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: RemoteEvent, ctx: &mut Context<Self>) {
+        self.guard(ctx, (), |act, ctx| act.remote(msg.origin, msg.event, ctx));
     }
 }

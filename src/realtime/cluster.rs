@@ -1,0 +1,373 @@
+//! The cluster bus: broadcasts between replicas over Redis pub/sub.
+//!
+//! It carries opaque payloads for a session id and hands what arrives to the registry, so it
+//! knows nothing of the session actor. Each replica subscribes only to the channels of the
+//! sessions it holds actors for (reference-counted, so an actor restart never unsubscribes its
+//! successor), publishes every broadcast once through one ordered publisher, and drops its own
+//! messages on the way back in (every payload starts with its origin's replica id). After a Redis
+//! restart the subscriber reconnects and resubscribes by itself; `pubsub_connected` and
+//! `pubsub_reconnects_total` show its health. On a single node (no `REDIS_URL`) the bus is off and
+//! every call is a no-op.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::Addr;
+use bytes::Bytes;
+use deadpool_redis::redis;
+use futures_util::StreamExt;
+use serde::{Deserialize, Serialize};
+use tokio::sync::{mpsc, oneshot};
+
+use super::messages::RemoteEvent;
+use super::registry::SessionRegistry;
+use crate::domain::{LocationView, SessionId};
+use crate::ops::metrics::Metrics;
+use crate::store::redis::RedisPool;
+
+/// Messages waiting to be published before new ones are dropped.
+const PUBLISH_QUEUE: usize = 65_536;
+/// Messages sent in one pipeline.
+const PUBLISH_BATCH: usize = 256;
+/// How long a session actor waits for its subscription to be confirmed.
+const SUBSCRIBE_DEADLINE: Duration = Duration::from_secs(1);
+
+/// What replicas tell each other about a session.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "t", rename_all = "snake_case")]
+pub enum ClusterEvent {
+    /// A participant's location (fan it out to local sockets).
+    Location {
+        /// The location as broadcast.
+        view: LocationView,
+    },
+    /// A participant joined through REST.
+    Joined {
+        /// Its id.
+        user_id: String,
+        /// Its name.
+        display_name: String,
+        /// Its colour.
+        avatar_color: String,
+        /// When it joined (RFC 3339).
+        joined_at: String,
+    },
+    /// A participant left or was removed.
+    Left {
+        /// Who.
+        user_id: String,
+        /// `left`, `removed` or `inactive`.
+        reason: String,
+    },
+    /// The session ended.
+    Ended {
+        /// `expired`, `inactive` or `ended_by_creator`.
+        reason: String,
+    },
+    /// The full set of participants online on the sending replica, with their Presence metas.
+    Presence {
+        /// User id → meta.
+        online: HashMap<String, serde_json::Value>,
+    },
+}
+
+/// The bus handle, cheap to clone.
+#[derive(Clone, Default)]
+pub struct ClusterBus {
+    inner: Option<Arc<Inner>>,
+}
+
+struct Inner {
+    replica: String,
+    publish: mpsc::Sender<(String, Bytes)>,
+    control: mpsc::UnboundedSender<Control>,
+    metrics: Arc<Metrics>,
+}
+
+enum Control {
+    Subscribe(String, oneshot::Sender<bool>),
+    Unsubscribe(String),
+    Attach(Addr<SessionRegistry>),
+}
+
+fn channel_of(session: SessionId) -> String {
+    format!("ls:bus:{{{session}}}")
+}
+
+fn session_of(channel: &str) -> Option<SessionId> {
+    channel.strip_prefix("ls:bus:{")?.strip_suffix('}')?.parse().ok()
+}
+
+impl ClusterBus {
+    /// The bus of a single node: every call does nothing.
+    pub fn disabled() -> Self {
+        Self { inner: None }
+    }
+
+    /// Starts the publisher and subscriber tasks on the current runtime.
+    pub fn start(url: &str, pool: RedisPool, metrics: Arc<Metrics>) -> Result<Self, redis::RedisError> {
+        let client = redis::Client::open(url)?;
+        let replica = uuid::Uuid::new_v4().simple().to_string();
+        let (publish, publish_rx) = mpsc::channel(PUBLISH_QUEUE);
+        let (control, control_rx) = mpsc::unbounded_channel();
+        actix_web::rt::spawn(publisher(pool, publish_rx, metrics.clone()));
+        actix_web::rt::spawn(subscriber(client, replica.clone(), control_rx, metrics.clone()));
+        Ok(Self { inner: Some(Arc::new(Inner { replica, publish, control, metrics })) })
+    }
+
+    /// True when replicas share this bus.
+    pub fn is_enabled(&self) -> bool {
+        self.inner.is_some()
+    }
+
+    /// Hands incoming messages to `registry` from now on.
+    pub fn attach(&self, registry: Addr<SessionRegistry>) {
+        if let Some(inner) = &self.inner {
+            let _ = inner.control.send(Control::Attach(registry));
+        }
+    }
+
+    /// Publishes an event of `session` to the other replicas; never waits (drops when the queue is full).
+    pub fn publish(&self, session: SessionId, event: &ClusterEvent) {
+        let Some(inner) = &self.inner else {
+            return;
+        };
+        let json = match serde_json::to_vec(event) {
+            Ok(json) => json,
+            Err(e) => return log::error!("cannot encode cluster event: {e}"),
+        };
+        let mut payload = Vec::with_capacity(inner.replica.len() + 1 + json.len());
+        payload.extend_from_slice(inner.replica.as_bytes());
+        payload.push(b'\n');
+        payload.extend_from_slice(&json);
+        if inner.publish.try_send((channel_of(session), Bytes::from(payload))).is_err() {
+            inner.metrics.pubsub_dropped.inc();
+        }
+    }
+
+    /// Subscribes to a session's channel; resolves once Redis confirmed it (or at once when the
+    /// bus is off or down: delivery is then local only until it recovers).
+    pub async fn subscribe(&self, session: SessionId) {
+        let Some(inner) = &self.inner else {
+            return;
+        };
+        let (tx, rx) = oneshot::channel();
+        if inner.control.send(Control::Subscribe(channel_of(session), tx)).is_ok() {
+            let _ = tokio::time::timeout(SUBSCRIBE_DEADLINE, rx).await;
+        }
+    }
+
+    /// Drops one subscription to a session's channel.
+    pub fn unsubscribe(&self, session: SessionId) {
+        if let Some(inner) = &self.inner {
+            let _ = inner.control.send(Control::Unsubscribe(channel_of(session)));
+        }
+    }
+}
+
+/// Splits a received payload into its origin replica and event.
+fn decode(payload: &[u8]) -> Option<(&str, ClusterEvent)> {
+    let split = payload.iter().position(|b| *b == b'\n')?;
+    let origin = std::str::from_utf8(&payload[..split]).ok()?;
+    let event = serde_json::from_slice(&payload[split + 1..]).ok()?;
+    Some((origin, event))
+}
+
+/// Publishes queued messages in order, a pipeline at a time, on one connection.
+async fn publisher(pool: RedisPool, mut queue: mpsc::Receiver<(String, Bytes)>, metrics: Arc<Metrics>) {
+    let mut batch = Vec::with_capacity(PUBLISH_BATCH);
+    while queue.recv_many(&mut batch, PUBLISH_BATCH).await > 0 {
+        let mut pipe = redis::pipe();
+        for (channel, payload) in &batch {
+            pipe.cmd("PUBLISH").arg(channel).arg(payload.as_ref()).ignore();
+        }
+        let sent = async {
+            let mut conn = pool.get().await.map_err(|e| e.to_string())?;
+            pipe.query_async::<()>(&mut conn).await.map_err(|e| e.to_string())
+        };
+        match tokio::time::timeout(Duration::from_secs(1), sent).await {
+            Ok(Ok(())) => metrics.pubsub_published.inc_by(batch.len() as u64),
+            Ok(Err(e)) => {
+                log::warn!("cluster publish failed: {e}");
+                drop_backlog(&mut queue, &mut batch, &metrics);
+            }
+            Err(_) => {
+                log::warn!("cluster publish timed out");
+                drop_backlog(&mut queue, &mut batch, &metrics);
+            }
+        }
+        batch.clear();
+    }
+}
+
+/// While Redis is down, queued broadcasts are stale by the time it returns: drop them, briefly.
+fn drop_backlog(queue: &mut mpsc::Receiver<(String, Bytes)>, batch: &mut Vec<(String, Bytes)>, metrics: &Metrics) {
+    let mut dropped = batch.len() as u64;
+    while queue.try_recv().is_ok() {
+        dropped += 1;
+    }
+    metrics.pubsub_dropped.inc_by(dropped);
+}
+
+/// Keeps one pub/sub connection, its subscriptions, and delivers what arrives.
+async fn subscriber(
+    client: redis::Client,
+    replica: String,
+    mut control: mpsc::UnboundedReceiver<Control>,
+    metrics: Arc<Metrics>,
+) {
+    let mut wanted: HashMap<String, usize> = HashMap::new();
+    let mut registry: Option<Addr<SessionRegistry>> = None;
+    let mut backoff = Duration::from_millis(100);
+    let mut connected_before = false;
+    loop {
+        let connection = match tokio::time::timeout(Duration::from_secs(2), client.get_async_pubsub()).await {
+            Ok(Ok(c)) => Some(c),
+            Ok(Err(e)) => {
+                log::warn!("cluster bus: cannot connect to Redis: {e}");
+                None
+            }
+            Err(_) => {
+                log::warn!("cluster bus: connecting to Redis timed out");
+                None
+            }
+        };
+        let Some(connection) = connection else {
+            metrics.pubsub_connected.set(0);
+            // Keep bookkeeping while down, so the next connection subscribes to the right set.
+            let sleep = tokio::time::sleep(backoff);
+            tokio::pin!(sleep);
+            loop {
+                tokio::select! {
+                    _ = &mut sleep => break,
+                    msg = control.recv() => match msg {
+                        None => return,
+                        Some(msg) => apply_offline(msg, &mut wanted, &mut registry),
+                    },
+                }
+            }
+            backoff = (backoff * 2).min(Duration::from_secs(2));
+            continue;
+        };
+        let (mut sink, mut stream) = connection.split();
+        let channels: Vec<&String> = wanted.keys().collect();
+        let resubscribed = if channels.is_empty() { Ok(()) } else { sink.subscribe(channels).await };
+        if let Err(e) = resubscribed {
+            log::warn!("cluster bus: resubscribing failed: {e}");
+            continue;
+        }
+        if connected_before {
+            metrics.pubsub_reconnects.inc();
+            log::info!("cluster bus: reconnected, {} channel(s) resubscribed", wanted.len());
+        }
+        connected_before = true;
+        backoff = Duration::from_millis(100);
+        metrics.pubsub_connected.set(1);
+        loop {
+            tokio::select! {
+                msg = stream.next() => {
+                    let Some(msg) = msg else { break };
+                    let Some(session) = session_of(msg.get_channel_name()) else { continue };
+                    match decode(msg.get_payload_bytes()) {
+                        Some((origin, _)) if origin == replica => {}
+                        Some((origin, event)) => {
+                            metrics.pubsub_received.inc();
+                            if let Some(registry) = &registry {
+                                registry.do_send(RemoteEvent { session, origin: origin.into(), event });
+                            }
+                        }
+                        None => log::warn!("cluster bus: unreadable message on {}", msg.get_channel_name()),
+                    }
+                }
+                ctl = control.recv() => match ctl {
+                    None => return,
+                    Some(Control::Attach(r)) => registry = Some(r),
+                    Some(Control::Subscribe(channel, done)) => {
+                        let count = wanted.entry(channel.clone()).or_insert(0);
+                        *count += 1;
+                        let ok = *count > 1 || sink.subscribe(&channel).await.is_ok();
+                        let _ = done.send(ok);
+                    }
+                    Some(Control::Unsubscribe(channel)) => {
+                        if release(&mut wanted, &channel) {
+                            let _ = sink.unsubscribe(&channel).await;
+                        }
+                    }
+                },
+            }
+        }
+        log::warn!("cluster bus: connection to Redis lost; reconnecting");
+        metrics.pubsub_connected.set(0);
+    }
+}
+
+fn apply_offline(msg: Control, wanted: &mut HashMap<String, usize>, registry: &mut Option<Addr<SessionRegistry>>) {
+    match msg {
+        Control::Attach(r) => *registry = Some(r),
+        Control::Subscribe(channel, done) => {
+            *wanted.entry(channel).or_insert(0) += 1;
+            let _ = done.send(false);
+        }
+        Control::Unsubscribe(channel) => {
+            release(wanted, &channel);
+        }
+    }
+}
+
+/// Drops one reference; true when it was the last.
+fn release(wanted: &mut HashMap<String, usize>, channel: &str) -> bool {
+    match wanted.get_mut(channel) {
+        Some(count) if *count > 1 => {
+            *count -= 1;
+            false
+        }
+        Some(_) => {
+            wanted.remove(channel);
+            true
+        }
+        None => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn channel_names_round_trip() {
+        let s = SessionId::new();
+        assert_eq!(session_of(&channel_of(s)), Some(s));
+        assert_eq!(session_of("ls:bus:{nope}"), None);
+    }
+
+    #[test]
+    fn payloads_carry_their_origin() {
+        let event = ClusterEvent::Ended { reason: "expired".into() };
+        let mut payload = b"replica-1\n".to_vec();
+        payload.extend(serde_json::to_vec(&event).unwrap_or_default());
+        assert_eq!(decode(&payload), Some(("replica-1", event)));
+        assert_eq!(decode(b"no newline"), None);
+    }
+
+    #[test]
+    fn subscriptions_are_counted() {
+        let mut wanted = HashMap::new();
+        let mut registry = None;
+        let (tx, _rx) = oneshot::channel();
+        apply_offline(Control::Subscribe("a".into(), tx), &mut wanted, &mut registry);
+        let (tx, _rx) = oneshot::channel();
+        apply_offline(Control::Subscribe("a".into(), tx), &mut wanted, &mut registry);
+        assert!(!release(&mut wanted, "a"));
+        assert!(release(&mut wanted, "a"));
+        assert!(wanted.is_empty());
+    }
+
+    #[test]
+    fn disabled_bus_is_inert() {
+        let bus = ClusterBus::disabled();
+        assert!(!bus.is_enabled());
+        bus.publish(SessionId::new(), &ClusterEvent::Ended { reason: "inactive".into() });
+        bus.unsubscribe(SessionId::new());
+    }
+}
