@@ -190,11 +190,11 @@ async fn publisher(pool: RedisPool, mut queue: mpsc::Receiver<(String, Bytes)>, 
             Ok(Ok(())) => metrics.pubsub_published.inc_by(batch.len() as u64),
             Ok(Err(e)) => {
                 log::warn!("cluster publish failed: {e}");
-                drop_backlog(&mut queue, &mut batch, &metrics);
+                drop_backlog(&mut queue, &batch, &metrics);
             }
             Err(_) => {
                 log::warn!("cluster publish timed out");
-                drop_backlog(&mut queue, &mut batch, &metrics);
+                drop_backlog(&mut queue, &batch, &metrics);
             }
         }
         batch.clear();
@@ -202,7 +202,7 @@ async fn publisher(pool: RedisPool, mut queue: mpsc::Receiver<(String, Bytes)>, 
 }
 
 /// While Redis is down, queued broadcasts are stale by the time it returns: drop them, briefly.
-fn drop_backlog(queue: &mut mpsc::Receiver<(String, Bytes)>, batch: &mut Vec<(String, Bytes)>, metrics: &Metrics) {
+fn drop_backlog(queue: &mut mpsc::Receiver<(String, Bytes)>, batch: &[(String, Bytes)], metrics: &Metrics) {
     let mut dropped = batch.len() as u64;
     while queue.try_recv().is_ok() {
         dropped += 1;
