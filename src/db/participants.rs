@@ -161,12 +161,8 @@ pub fn save_seen(
     seen: &[(ParticipantId, DateTime<Utc>)],
     activity: DateTime<Utc>,
 ) -> Result<(), DbError> {
-    let sid = session.to_string();
     conn.transaction::<(), DbError, _>(|c| {
-        let activity = activity.naive_utc();
-        diesel::update(sessions::table.find(&sid).filter(sessions::last_activity_at.lt(activity)))
-            .set(sessions::last_activity_at.eq(activity))
-            .execute(c)?;
+        super::sessions::touch_activity(c, session, activity)?;
         for (user, at) in seen {
             let at = at.naive_utc();
             diesel::update(dsl::participants.find(user.to_string()).filter(dsl::last_seen_at.lt(at)))

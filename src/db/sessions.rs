@@ -119,3 +119,12 @@ pub fn purge_ended(conn: &mut DbConnection, before: DateTime<Utc>) -> Result<usi
         Ok(diesel::delete(dsl::sessions.filter(dsl::id.eq_any(&ids))).execute(c)?)
     })
 }
+
+/// Moves the session's `last_activity_at` forward to `at` (never back).
+pub fn touch_activity(conn: &mut DbConnection, id: SessionId, at: DateTime<Utc>) -> Result<(), DbError> {
+    let at = at.naive_utc();
+    diesel::update(dsl::sessions.find(id.to_string()).filter(dsl::last_activity_at.lt(at)))
+        .set(dsl::last_activity_at.eq(at))
+        .execute(conn)?;
+    Ok(())
+}

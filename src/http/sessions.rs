@@ -110,8 +110,19 @@ pub async fn create(
 pub async fn load(state: &AppState, id: SessionId, now: DateTime<Utc>) -> Result<Session, ApiError> {
     let session =
         state.db.run(move |conn| db::sessions::find(conn, id)).await?.ok_or(ApiError::NotFound("session not found"))?;
+    let mut session = session;
     let limits = &state.settings.limits;
     let inactivity = chrono_duration(limits.session_inactivity);
+    // SQL's last activity lags behind the sockets by up to a flush; before calling a session
+    // inactive, ask the ephemeral store, and bring SQL up to date so joins see it too.
+    if session.ended.is_none() && now >= session.last_activity_at + inactivity && now < session.expires_at {
+        if let Ok(Some(at)) = state.store.last_activity(id).await {
+            if at > session.last_activity_at {
+                session.last_activity_at = at;
+                state.db.run(move |conn| db::sessions::touch_activity(conn, id, at)).await?;
+            }
+        }
+    }
     // Past its retention an ended session is as good as purged, whether or not the sweep ran.
     if session.end_reason(now, inactivity).is_some()
         && session.ends_at(inactivity) + chrono_duration(limits.ended_retention) <= now

@@ -658,6 +658,9 @@ impl SessionActor {
         }));
     }
 
+    /// Removes participants not seen for the inactivity limit. Locally quiet is not enough: another
+    /// replica may hold their socket, so the store's last-seen times (which every replica writes)
+    /// decide, and a store that cannot answer removes nobody.
     fn remove_idle_members(&mut self, now: DateTime<Utc>, inactivity: chrono::Duration, ctx: &mut Context<Self>) {
         let idle: Vec<ParticipantId> = self
             .members
@@ -665,32 +668,63 @@ impl SessionActor {
             .filter(|m| !m.removing && m.sockets == 0 && now >= m.participant.last_seen_at + inactivity)
             .map(|m| m.participant.id)
             .collect();
-        for user in idle {
-            if let Some(m) = self.members.get_mut(&user) {
+        if idle.is_empty() {
+            return;
+        }
+        for user in &idle {
+            if let Some(m) = self.members.get_mut(user) {
                 m.removing = true;
             }
-            let (id, deps) = (self.id, self.deps.clone());
-            let remove = async move {
-                deps.db
-                    .run(move |conn| db::participants::remove(conn, id, user, LeaveReason::Inactive, Utc::now()))
-                    .await
+        }
+        let (id, deps, cutoff) = (self.id, self.deps.clone(), now - inactivity);
+        let work = async move {
+            let mut removed = Vec::new();
+            let mut kept = Vec::new();
+            let seen = match deps.store.last_seen(id).await {
+                Ok(seen) => seen,
+                Err(e) => {
+                    store_error::<()>(&deps.metrics, &e);
+                    return (removed, idle.into_iter().map(|u| (u, None)).collect());
+                }
             };
-            ctx.spawn(remove.into_actor(self).map(move |result, act, ctx| {
-                act.guard(ctx, (), |act, _| match result {
-                    Ok(_) => {
-                        let reason = LeaveReason::Inactive.as_str().to_owned();
-                        act.deps.bus.publish(act.id, &ClusterEvent::Left { user_id: user.to_string(), reason });
-                        act.participant_left(user, LeaveReason::Inactive);
-                    }
+            for user in idle {
+                if let Some(at) = seen.get(&user).filter(|at| **at > cutoff) {
+                    kept.push((user, Some(*at)));
+                    continue;
+                }
+                let removal = move |c: &mut db::DbConnection| {
+                    db::participants::remove(c, id, user, LeaveReason::Inactive, Utc::now())
+                };
+                match deps.db.run(removal).await {
+                    Ok(recorded) => removed.push((user, recorded)),
                     Err(e) => {
                         log::warn!("could not remove idle participant: {e}");
-                        if let Some(m) = act.members.get_mut(&user) {
-                            m.removing = false;
+                        kept.push((user, None));
+                    }
+                }
+            }
+            (removed, kept)
+        };
+        ctx.spawn(work.into_actor(self).map(|(removed, kept), act, ctx| {
+            act.guard(ctx, (), |act, _| {
+                for (user, seen) in kept {
+                    if let Some(m) = act.members.get_mut(&user) {
+                        m.removing = false;
+                        if let Some(at) = seen {
+                            m.participant.last_seen_at = m.participant.last_seen_at.max(at);
                         }
                     }
-                })
-            }));
-        }
+                }
+                for (user, recorded) in removed {
+                    // Whoever recorded the removal tells the other replicas.
+                    if recorded {
+                        let reason = LeaveReason::Inactive.as_str().to_owned();
+                        act.deps.bus.publish(act.id, &ClusterEvent::Left { user_id: user.to_string(), reason });
+                    }
+                    act.participant_left(user, LeaveReason::Inactive);
+                }
+            })
+        }));
     }
 
     /// Forgets replicas not heard of lately, and repeats this replica's Presence now and then.
@@ -720,7 +754,11 @@ impl SessionActor {
                 let delivered = self.broadcast("location_update", &view, None, true);
                 self.deps.metrics.deliveries_out.inc_by(delivered);
                 self.locations.insert(user, (view, Instant::now() + self.deps.limits.location_ttl));
-                self.last_activity = self.last_activity.max(Utc::now());
+                let now = Utc::now();
+                self.last_activity = self.last_activity.max(now);
+                if let Some(m) = self.members.get_mut(&user) {
+                    m.participant.last_seen_at = m.participant.last_seen_at.max(now);
+                }
             }
             ClusterEvent::Joined { user_id, display_name, avatar_color, joined_at } => {
                 let parsed = (
