@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use actix::{Actor, Addr};
 use actix_web::dev::Server;
-use actix_web::middleware::{from_fn, ErrorHandlers};
+use actix_web::middleware::{from_fn, ErrorHandlers, NormalizePath, TrailingSlash};
 use actix_web::{web, App, HttpServer};
 
 use crate::auth::Tokens;
@@ -127,6 +127,8 @@ impl Application {
             App::new()
                 .app_data(state.clone())
                 .wrap(ErrorHandlers::new().default_handler(middleware::phoenix_error_body))
+                .wrap(from_fn(middleware::head_as_get))
+                .wrap(NormalizePath::new(TrailingSlash::Trim))
                 .wrap(from_fn(middleware::cors))
                 .wrap(from_fn(middleware::request_id))
                 .configure(http::routes)

@@ -112,6 +112,18 @@ pub async fn cors(
     Ok(res.map_into_left_body())
 }
 
+/// Answers HEAD like GET, as Phoenix's `Plug.Head` does (load balancers probe with it); the
+/// HTTP codec leaves the body out because the request on the wire was HEAD.
+pub async fn head_as_get(
+    mut req: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<impl MessageBody>, Error> {
+    if req.method() == Method::HEAD {
+        req.head_mut().method = Method::GET;
+    }
+    next.call(req).await
+}
+
 /// Fills an error response that has no body yet with `{"errors":{"detail": reason}}`.
 pub fn phoenix_error_body<B: MessageBody + 'static>(
     res: ServiceResponse<B>,

@@ -242,7 +242,6 @@ async fn openapi_describes_every_route() {
 }
 
 #[actix_rt::test]
-#[ignore = "BUG (src/http/mod.rs routes): HEAD on a GET route is 404; a Phoenix endpoint (Plug.Head) answers it as GET without a body"]
 async fn head_is_answered_like_get() {
     let app = spawn_app().await;
     let session = app.new_session().await;
@@ -255,7 +254,6 @@ async fn head_is_answered_like_get() {
 }
 
 #[actix_rt::test]
-#[ignore = "BUG (src/http/mod.rs routes): a trailing slash makes a known route 404; Phoenix routes on path segments and ignores it"]
 async fn a_trailing_slash_names_the_same_route() {
     let app = spawn_app().await;
     let session = app.new_session().await;
