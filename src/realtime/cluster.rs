@@ -210,6 +210,32 @@ fn drop_backlog(queue: &mut mpsc::Receiver<(String, Bytes)>, batch: &[(String, B
     metrics.pubsub_dropped.inc_by(dropped);
 }
 
+/// Reconnection delays: doubling from 100 ms to at most 2 s, back to the start once connected.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Backoff {
+    next: Duration,
+}
+
+impl Backoff {
+    const FIRST: Duration = Duration::from_millis(100);
+    const MAX: Duration = Duration::from_secs(2);
+
+    fn new() -> Self {
+        Self { next: Self::FIRST }
+    }
+
+    /// The delay before the next attempt; each failure doubles the one after.
+    fn failed(&mut self) -> Duration {
+        let now = self.next;
+        self.next = (self.next * 2).min(Self::MAX);
+        now
+    }
+
+    fn connected(&mut self) {
+        self.next = Self::FIRST;
+    }
+}
+
 /// Keeps one pub/sub connection, its subscriptions, and delivers what arrives.
 async fn subscriber(
     client: redis::Client,
@@ -219,7 +245,7 @@ async fn subscriber(
 ) {
     let mut wanted: HashMap<String, usize> = HashMap::new();
     let mut registry: Option<Addr<SessionRegistry>> = None;
-    let mut backoff = Duration::from_millis(100);
+    let mut backoff = Backoff::new();
     let mut connected_before = false;
     loop {
         let connection = match tokio::time::timeout(Duration::from_secs(2), client.get_async_pubsub()).await {
@@ -236,7 +262,7 @@ async fn subscriber(
         let Some(connection) = connection else {
             metrics.pubsub_connected.set(0);
             // Keep bookkeeping while down, so the next connection subscribes to the right set.
-            let sleep = tokio::time::sleep(backoff);
+            let sleep = tokio::time::sleep(backoff.failed());
             tokio::pin!(sleep);
             loop {
                 tokio::select! {
@@ -247,7 +273,6 @@ async fn subscriber(
                     },
                 }
             }
-            backoff = (backoff * 2).min(Duration::from_secs(2));
             continue;
         };
         let (mut sink, mut stream) = connection.split();
@@ -255,6 +280,7 @@ async fn subscriber(
         let resubscribed = if channels.is_empty() { Ok(()) } else { sink.subscribe(channels).await };
         if let Err(e) = resubscribed {
             log::warn!("cluster bus: resubscribing failed: {e}");
+            tokio::time::sleep(backoff.failed()).await;
             continue;
         }
         if connected_before {
@@ -262,7 +288,7 @@ async fn subscriber(
             log::info!("cluster bus: reconnected, {} channel(s) resubscribed", wanted.len());
         }
         connected_before = true;
-        backoff = Duration::from_millis(100);
+        backoff.connected();
         metrics.pubsub_connected.set(1);
         loop {
             tokio::select! {
@@ -361,6 +387,15 @@ mod tests {
         assert!(!release(&mut wanted, "a"));
         assert!(release(&mut wanted, "a"));
         assert!(wanted.is_empty());
+    }
+
+    #[test]
+    fn backoff_doubles_to_a_cap_and_resets() {
+        let mut b = Backoff::new();
+        let delays: Vec<u128> = (0..7).map(|_| b.failed().as_millis()).collect();
+        assert_eq!(delays, vec![100, 200, 400, 800, 1600, 2000, 2000]);
+        b.connected();
+        assert_eq!(b.failed().as_millis(), 100);
     }
 
     #[test]
