@@ -56,13 +56,16 @@ impl Modify for BearerAuth {
         super::health::detailed,
         super::health::ready,
         super::health::live,
+        super::socket::upgrade,
+        crate::ops::metrics::endpoint,
     ),
     components(schemas(ErrorBody, ErrorDetail, ValidationErrorBody)),
     modifiers(&BearerAuth),
     tags(
         (name = "sessions", description = "Create, show and end sharing sessions"),
         (name = "participants", description = "Join, list and remove participants"),
-        (name = "health", description = "Probes"),
+        (name = "health", description = "Probes and metrics"),
+        (name = "realtime", description = "The Phoenix Channels WebSocket"),
     )
 )]
 pub struct ApiDoc;

@@ -18,6 +18,21 @@ struct SocketParams {
 }
 
 /// Upgrades to a Phoenix Channels WebSocket.
+#[utoipa::path(
+    get, path = "/socket/websocket", tag = "realtime",
+    description = "Upgrades to a WebSocket speaking Phoenix Channels (vsn=2.0.0 arrays, vsn=1.0.0 objects, \
+        or without vsn the plain {\"type\",\"data\"} envelope). Join `location:{session_id}`; see the README.",
+    params(
+        ("token" = String, Query, description = "The participant's websocket_token"),
+        ("vsn" = Option<String>, Query, description = "2.0.0 or 1.0.0; absent for the plain envelope"),
+    ),
+    responses(
+        (status = 101, description = "Switching protocols"),
+        (status = 400, description = "Unsupported vsn", body = super::openapi::ErrorBody),
+        (status = 403, description = "Missing or invalid token, not a participant, or Origin not allowed", body = super::openapi::ErrorBody),
+        (status = 503, description = "Draining for shutdown, or the database is down", body = super::openapi::ErrorBody),
+    )
+)]
 pub async fn upgrade(
     state: web::Data<AppState>,
     req: HttpRequest,

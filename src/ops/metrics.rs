@@ -142,6 +142,9 @@ impl Metrics {
 }
 
 /// `GET /metrics`: Prometheus text format.
+#[utoipa::path(get, path = "/metrics", tag = "health", responses(
+    (status = 200, description = "Prometheus text exposition", content_type = "text/plain"),
+))]
 pub async fn endpoint(state: actix_web::web::Data<crate::http::AppState>) -> HttpResponse {
     HttpResponse::Ok().content_type(prometheus::TEXT_FORMAT).body(state.metrics.render())
 }
