@@ -138,6 +138,8 @@ impl Application {
         })
         // Our own signal handling drains first; what is left of the grace goes to in-flight requests.
         .disable_signals()
+        // Frames are small and latency matters: no Nagle delay on replies and pushes.
+        .tcp_nodelay(true)
         .shutdown_timeout(grace.saturating_sub(drain.spread() + Duration::from_secs(3)).as_secs().max(1))
         .listen(listener)
         .map_err(|source| StartupError::Bind { address: format!("port {port}"), source })?

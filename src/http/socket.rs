@@ -64,6 +64,16 @@ pub async fn upgrade(
     if !member.is_some_and(|p| p.session_id == claims.sid && p.removed_at.is_none()) {
         return Err(ApiError::Forbidden("participant is no longer in the session").into());
     }
+    // A token outlives nothing: an ended (or purged) session opens no sockets.
+    let now = chrono::Utc::now();
+    let session = super::sessions::load(&state, claims.sid, now).await.map_err(|e| match e {
+        ApiError::NotFound(_) => ApiError::Forbidden("session has ended"),
+        other => other,
+    })?;
+    let inactivity = super::sessions::chrono_duration(state.settings.limits.session_inactivity);
+    if session.end_reason(now, inactivity).is_some() {
+        return Err(ApiError::Forbidden("session has ended").into());
+    }
     let who = SocketIdentity { participant, session: claims.sid, expires_at };
     SocketActor::new(who, vsn, state.registry.clone(), state.metrics.clone(), state.limits.clone(), state.drain.clone())
         .start(&req, stream)

@@ -3,7 +3,10 @@
 //!
 //! - HTTP handlers and the cleanup worker → registry: [`ParticipantJoined`], [`ParticipantLeft`],
 //!   [`SessionEnded`] (the registry forwards them to the session's actor, if one is live here).
-//! - Socket actor → registry: [`JoinSession`] (starts the session actor on demand).
+//! - Socket actor → registry: [`JoinSession`] (starts the session actor on demand),
+//!   [`SocketOpened`]/[`SocketClosed`] (so a participant's sockets can be found even before they
+//!   join a channel), [`Seen`] while not in a channel.
+//! - Registry → socket actor: [`Kick`] (its participant left the session).
 //! - Socket actor → session actor: [`LocationReported`], [`Seen`], [`Disconnect`].
 //! - Session actor → socket actor: frames through the socket's [`Outbox`], and [`Flush`] to wake it.
 //! - Session actor → registry: [`SessionStopped`] (so the supervisor forgets or restarts it).
@@ -153,10 +156,13 @@ pub struct LocationReported {
     pub reply: ReplyTo,
 }
 
-/// Fact (session actor): a participant's socket received a frame at this time.
+/// Fact (session actor, or the registry for a socket not in a channel): a participant's socket
+/// received a frame at this time.
 #[derive(Debug, Clone, Copy, Message)]
 #[rtype(result = "()")]
 pub struct Seen {
+    /// The participant's session.
+    pub session: SessionId,
     /// Who.
     pub participant: ParticipantId,
     /// When.
@@ -199,3 +205,31 @@ pub struct RemoteEvent {
     /// What happened.
     pub event: super::cluster::ClusterEvent,
 }
+
+/// Fact (registry): a socket opened for a participant.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct SocketOpened {
+    /// The socket.
+    pub socket: SocketId,
+    /// Its participant.
+    pub participant: ParticipantId,
+    /// Closes it when the participant leaves.
+    pub kick: Recipient<Kick>,
+}
+
+/// Fact (registry): a socket closed.
+#[derive(Debug, Clone, Copy, Message)]
+#[rtype(result = "()")]
+pub struct SocketClosed {
+    /// The socket.
+    pub socket: SocketId,
+    /// Its participant.
+    pub participant: ParticipantId,
+}
+
+/// Command (socket actor): your participant left the session; close unless a channel is taking
+/// care of it (the session actor sends `participant_left` and `phx_close` first).
+#[derive(Debug, Clone, Copy, Message)]
+#[rtype(result = "()")]
+pub struct Kick;

@@ -2,7 +2,8 @@
 //! `{"type","data"}` envelope. Decoding yields one [`InFrame`]; encoding writes each frame once.
 
 use bytestring::ByteString;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 use serde_json::{json, Value};
 
 /// Which framing a socket speaks, from its `vsn` query parameter.
@@ -51,8 +52,10 @@ pub struct InFrame {
     pub topic: String,
     /// The event name.
     pub event: String,
-    /// The payload (an object, or `{}` when absent).
+    /// The payload (an object, or `{}` when absent; `null` when unreadable).
     pub payload: Value,
+    /// The payload was not readable JSON values (e.g. a number beyond f64).
+    pub payload_unreadable: bool,
 }
 
 /// A frame that could not be read; carries its ref when one could be found, so it can be answered.
@@ -67,68 +70,102 @@ pub struct Unparsable {
 }
 
 /// Reads one text frame; `plain_topic` is the topic plain frames belong to.
+///
+/// The envelope is read first with the payload left raw, so a payload that cannot be read (a
+/// number beyond f64, say) still leaves the refs known and the frame answerable.
 pub fn decode(vsn: Vsn, text: &str, plain_topic: &str) -> Result<InFrame, Unparsable> {
-    let value: Value =
-        serde_json::from_str(text).map_err(|_| Unparsable { msg_ref: None, join_ref: Value::Null, topic: None })?;
     match vsn {
-        Vsn::V2 => decode_v2(value),
-        Vsn::V1 => decode_v1(value),
-        Vsn::Plain => decode_plain(value, plain_topic),
+        Vsn::V2 => decode_v2(text),
+        Vsn::V1 => decode_v1(text),
+        Vsn::Plain => decode_plain(text, plain_topic),
     }
 }
 
-fn scalar_ref(v: Option<&Value>) -> Value {
+fn nothing() -> Unparsable {
+    Unparsable { msg_ref: None, join_ref: Value::Null, topic: None }
+}
+
+fn scalar_ref(v: Option<Value>) -> Value {
     match v {
-        Some(v @ (Value::String(_) | Value::Number(_))) => v.clone(),
+        Some(v @ (Value::String(_) | Value::Number(_))) => v,
         _ => Value::Null,
     }
 }
 
-fn decode_v2(value: Value) -> Result<InFrame, Unparsable> {
-    let Value::Array(mut items) = value else {
-        return Err(Unparsable { msg_ref: None, join_ref: Value::Null, topic: None });
-    };
-    let msg_ref = scalar_ref(items.get(1));
-    let join_ref = scalar_ref(items.first());
-    let topic = items.get(2).and_then(Value::as_str).map(str::to_owned);
-    let event = items.get(3).and_then(Value::as_str).map(str::to_owned);
+fn raw_scalar(raw: Option<&&RawValue>) -> Option<Value> {
+    raw.and_then(|r| serde_json::from_str(r.get()).ok())
+}
+
+fn raw_str(raw: Option<&&RawValue>) -> Option<String> {
+    raw.and_then(|r| serde_json::from_str(r.get()).ok())
+}
+
+/// The payload, or `None` when it is not readable JSON values.
+fn payload_of(raw: Option<&RawValue>) -> Option<Value> {
+    match raw {
+        None => Some(Value::Object(Default::default())),
+        Some(raw) => serde_json::from_str(raw.get()).ok().map(normalise_payload),
+    }
+}
+
+fn frame(join_ref: Value, msg_ref: Value, topic: String, event: String, payload: Option<Value>) -> InFrame {
+    let payload_unreadable = payload.is_none();
+    InFrame { join_ref, msg_ref, topic, event, payload: payload.unwrap_or(Value::Null), payload_unreadable }
+}
+
+fn decode_v2(text: &str) -> Result<InFrame, Unparsable> {
+    let items: Vec<&RawValue> = serde_json::from_str(text).map_err(|_| nothing())?;
+    let msg_ref = scalar_ref(raw_scalar(items.get(1)));
+    let join_ref = scalar_ref(raw_scalar(items.first()));
+    let topic = raw_str(items.get(2));
+    let event = raw_str(items.get(3));
     match (items.len(), topic, event) {
-        (5, Some(topic), Some(event)) => {
-            let payload = normalise_payload(items.pop().unwrap_or(Value::Null));
-            Ok(InFrame { join_ref, msg_ref, topic, event, payload })
-        }
+        (5, Some(topic), Some(event)) => Ok(frame(join_ref, msg_ref, topic, event, payload_of(items.get(4).copied()))),
         (_, topic, _) => Err(Unparsable { msg_ref: Some(msg_ref).filter(|r| !r.is_null()), join_ref, topic }),
     }
 }
 
-fn decode_v1(value: Value) -> Result<InFrame, Unparsable> {
-    let Value::Object(mut map) = value else {
-        return Err(Unparsable { msg_ref: None, join_ref: Value::Null, topic: None });
+#[derive(Deserialize)]
+struct V1Frame<'a> {
+    join_ref: Option<Value>,
+    #[serde(rename = "ref")]
+    msg_ref: Option<Value>,
+    topic: Option<Value>,
+    event: Option<Value>,
+    #[serde(borrow)]
+    payload: Option<&'a RawValue>,
+}
+
+fn decode_v1(text: &str) -> Result<InFrame, Unparsable> {
+    let f: V1Frame<'_> = serde_json::from_str(text).map_err(|_| nothing())?;
+    let msg_ref = scalar_ref(f.msg_ref);
+    let join_ref = scalar_ref(f.join_ref);
+    let as_string = |v: Option<Value>| match v {
+        Some(Value::String(s)) => Some(s),
+        _ => None,
     };
-    let msg_ref = scalar_ref(map.get("ref"));
-    let join_ref = scalar_ref(map.get("join_ref"));
-    let topic = map.get("topic").and_then(Value::as_str).map(str::to_owned);
-    let event = map.get("event").and_then(Value::as_str).map(str::to_owned);
-    match (topic, event) {
-        (Some(topic), Some(event)) => {
-            let payload = normalise_payload(map.remove("payload").unwrap_or(Value::Null));
-            Ok(InFrame { join_ref, msg_ref, topic, event, payload })
-        }
+    match (as_string(f.topic), as_string(f.event)) {
+        (Some(topic), Some(event)) => Ok(frame(join_ref, msg_ref, topic, event, payload_of(f.payload))),
         (topic, _) => Err(Unparsable { msg_ref: Some(msg_ref).filter(|r| !r.is_null()), join_ref, topic }),
     }
 }
 
-fn decode_plain(value: Value, topic: &str) -> Result<InFrame, Unparsable> {
-    let Value::Object(mut map) = value else {
-        return Err(Unparsable { msg_ref: None, join_ref: Value::Null, topic: None });
-    };
-    let msg_ref = scalar_ref(map.get("ref"));
-    match map.get("type").and_then(Value::as_str).map(str::to_owned) {
-        Some(event) => {
-            let payload = normalise_payload(map.remove("data").unwrap_or(Value::Null));
-            Ok(InFrame { join_ref: Value::Null, msg_ref, topic: topic.to_owned(), event, payload })
-        }
-        None => Err(Unparsable { msg_ref: None, join_ref: Value::Null, topic: Some(topic.to_owned()) }),
+#[derive(Deserialize)]
+struct PlainFrameIn<'a> {
+    #[serde(rename = "type")]
+    kind: Option<Value>,
+    #[serde(rename = "ref")]
+    msg_ref: Option<Value>,
+    #[serde(borrow)]
+    data: Option<&'a RawValue>,
+}
+
+fn decode_plain(text: &str, topic: &str) -> Result<InFrame, Unparsable> {
+    let f: PlainFrameIn<'_> = serde_json::from_str(text).map_err(|_| nothing())?;
+    let msg_ref = scalar_ref(f.msg_ref);
+    match f.kind {
+        Some(Value::String(event)) => Ok(frame(Value::Null, msg_ref, topic.to_owned(), event, payload_of(f.data))),
+        _ => Err(Unparsable { msg_ref: None, join_ref: Value::Null, topic: Some(topic.to_owned()) }),
     }
 }
 
@@ -305,6 +342,20 @@ mod tests {
         let e = decode(Vsn::V2, r#"[null,"7","t"]"#, "").err();
         assert_eq!(e.and_then(|e| e.msg_ref), Some(json!("7")));
         assert!(decode(Vsn::Plain, r#"{"data":{}}"#, "t").is_err());
+    }
+
+    #[test]
+    fn an_unreadable_payload_keeps_the_refs() {
+        let f = decode(Vsn::V2, r#"["1","5","t","location_update",{"lat":1e400,"lng":0}]"#, "")
+            .unwrap_or_else(|e| panic!("{e:?}"));
+        assert!(f.payload_unreadable);
+        assert_eq!(f.msg_ref, json!("5"));
+        let p = decode(Vsn::Plain, r#"{"type":"location_update","data":{"lat":-1e999}}"#, "t")
+            .unwrap_or_else(|e| panic!("{e:?}"));
+        assert!(p.payload_unreadable);
+        let ok = decode(Vsn::V1, r#"{"topic":"t","event":"e","ref":"1","payload":null}"#, "")
+            .unwrap_or_else(|e| panic!("{e:?}"));
+        assert_eq!((ok.payload, ok.payload_unreadable), (json!({}), false));
     }
 
     #[test]

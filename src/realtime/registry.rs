@@ -13,7 +13,7 @@ use actix::prelude::*;
 use super::cluster::ClusterEvent;
 use super::messages::*;
 use super::session::{SessionActor, SessionDeps};
-use crate::domain::SessionId;
+use crate::domain::{ParticipantId, SessionId};
 
 /// Crashes of one session tolerated within [`RESTART_WINDOW`] before it is no longer restarted eagerly.
 pub const MAX_RESTARTS: usize = 3;
@@ -23,6 +23,8 @@ pub const RESTART_WINDOW: Duration = Duration::from_secs(5);
 /// Maps live session ids to their actors; one per process.
 pub struct SessionRegistry {
     sessions: HashMap<SessionId, Addr<SessionActor>>,
+    /// Every socket of this process by participant, joined to a channel or not.
+    sockets: HashMap<ParticipantId, HashMap<SocketId, Recipient<Kick>>>,
     crashes: HashMap<SessionId, VecDeque<Instant>>,
     deps: Arc<SessionDeps>,
     arbiters: Vec<Arbiter>,
@@ -33,7 +35,14 @@ impl SessionRegistry {
     /// A registry whose session actors run on `threads` arbiters.
     pub fn new(deps: Arc<SessionDeps>, threads: usize) -> Self {
         let arbiters = (0..threads.max(1)).map(|_| Arbiter::new()).collect();
-        Self { sessions: HashMap::new(), crashes: HashMap::new(), deps, arbiters, next_arbiter: 0 }
+        Self {
+            sessions: HashMap::new(),
+            sockets: HashMap::new(),
+            crashes: HashMap::new(),
+            deps,
+            arbiters,
+            next_arbiter: 0,
+        }
     }
 
     fn session(&mut self, id: SessionId, ctx: &mut Context<Self>) -> Addr<SessionActor> {
@@ -50,6 +59,13 @@ impl SessionRegistry {
         };
         self.sessions.insert(id, addr.clone());
         addr
+    }
+
+    /// Closes the participant's sockets that are in no channel (the session actor closes the others).
+    fn kick(&self, user: ParticipantId) {
+        for socket in self.sockets.get(&user).into_iter().flat_map(HashMap::values) {
+            socket.do_send(Kick);
+        }
     }
 
     fn restart_allowed(&mut self, id: SessionId) -> bool {
@@ -77,20 +93,39 @@ impl Handler<Ping> for SessionRegistry {
 }
 
 impl Handler<JoinSession> for SessionRegistry {
-    type Result = ResponseFuture<Result<Addr<SessionActor>, JoinRefusal>>;
+    type Result = ResponseActFuture<Self, Result<Addr<SessionActor>, JoinRefusal>>;
 
     fn handle(&mut self, msg: JoinSession, ctx: &mut Context<Self>) -> Self::Result {
         let addr = self.session(msg.session, ctx);
-        let connect = addr.send(Connect { socket: msg.socket, reply: msg.reply });
-        Box::pin(async move {
-            match connect.await {
-                Ok(Ok(())) => Ok(addr),
-                Ok(Err(refusal)) => Err(refusal),
-                Err(_) => Err(JoinRefusal::Unavailable),
+        let connect = addr.send(Connect { socket: msg.socket.clone(), reply: msg.reply.clone() });
+        Box::pin(connect.into_actor(self).then(move |result, act, ctx| -> JoinFuture {
+            match result {
+                Ok(Ok(())) => Box::pin(fut::ready(Ok(addr))),
+                Ok(Err(refusal)) => Box::pin(fut::ready(Err(refusal))),
+                // The actor stopped (a crash) before its stop reached us: start a fresh one, once.
+                Err(_) => {
+                    if act.sessions.get(&msg.session) == Some(&addr) {
+                        act.sessions.remove(&msg.session);
+                    }
+                    let fresh = act.session(msg.session, ctx);
+                    let connect = fresh.send(Connect { socket: msg.socket, reply: msg.reply });
+                    let retried = async move {
+                        match connect.await {
+                            Ok(Ok(())) => Ok(fresh),
+                            Ok(Err(refusal)) => Err(refusal),
+                            Err(_) => Err(JoinRefusal::Unavailable),
+                        }
+                    };
+                    Box::pin(retried.into_actor(act))
+                }
             }
-        })
+        }))
     }
 }
+
+/// The registry's answer to a join, in the making.
+type JoinFuture =
+    std::pin::Pin<Box<dyn ActorFuture<SessionRegistry, Output = Result<Addr<SessionActor>, JoinRefusal>>>>;
 
 impl Handler<ParticipantJoined> for SessionRegistry {
     type Result = ();
@@ -118,6 +153,7 @@ impl Handler<ParticipantLeft> for SessionRegistry {
     fn handle(&mut self, msg: ParticipantLeft, _: &mut Context<Self>) {
         let left = ClusterEvent::Left { user_id: msg.user.to_string(), reason: msg.reason.as_str().to_owned() };
         self.deps.bus.publish(msg.session, &left);
+        self.kick(msg.user);
         match self.sessions.get(&msg.session) {
             Some(addr) => addr.do_send(msg),
             // No actor here: still drop the position at once.
@@ -187,9 +223,55 @@ impl Handler<RemoteEvent> for SessionRegistry {
     type Result = ();
 
     fn handle(&mut self, msg: RemoteEvent, _: &mut Context<Self>) {
+        if let ClusterEvent::Left { user_id, .. } = &msg.event {
+            if let Ok(user) = user_id.parse() {
+                self.kick(user);
+            }
+        }
         // Only replicas with sockets in the session have its actor (and its subscription).
         if let Some(addr) = self.sessions.get(&msg.session) {
             addr.do_send(msg);
+        }
+    }
+}
+
+impl Handler<SocketOpened> for SessionRegistry {
+    type Result = ();
+
+    fn handle(&mut self, msg: SocketOpened, _: &mut Context<Self>) {
+        self.sockets.entry(msg.participant).or_default().insert(msg.socket, msg.kick);
+    }
+}
+
+impl Handler<SocketClosed> for SessionRegistry {
+    type Result = ();
+
+    fn handle(&mut self, msg: SocketClosed, _: &mut Context<Self>) {
+        if let Some(sockets) = self.sockets.get_mut(&msg.participant) {
+            sockets.remove(&msg.socket);
+            if sockets.is_empty() {
+                self.sockets.remove(&msg.participant);
+            }
+        }
+    }
+}
+
+impl Handler<Seen> for SessionRegistry {
+    type Result = ();
+
+    /// A socket in no channel was seen: its session's actor hears of it if there is one here,
+    /// and the store in any case otherwise.
+    fn handle(&mut self, msg: Seen, _: &mut Context<Self>) {
+        match self.sessions.get(&msg.session) {
+            Some(addr) => addr.do_send(msg),
+            None => {
+                let deps = self.deps.clone();
+                actix::spawn(async move {
+                    if let Err(e) = deps.store.mark_seen(msg.session, vec![(msg.participant, msg.at)]).await {
+                        log::warn!("{e}");
+                    }
+                });
+            }
         }
     }
 }

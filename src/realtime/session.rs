@@ -33,6 +33,8 @@ use crate::views::{rfc3339, ParticipantView};
 const TICK: Duration = Duration::from_millis(500);
 /// How long an actor with no socket lingers before it stops.
 const EMPTY_GRACE: Duration = Duration::from_secs(30);
+/// How long an ended (or unloadable) session's actor keeps refusing joins before it stops.
+const LINGER: Duration = Duration::from_secs(1);
 /// How often last-seen times are written to SQL (they reach the ephemeral store every tick).
 const SQL_FLUSH: Duration = Duration::from_secs(30);
 /// How often a replica repeats who is online on it, for the other replicas' Presence.
@@ -221,7 +223,7 @@ impl SessionActor {
                 Err(e) => {
                     log::warn!("session {} could not be loaded: {e}", act.id);
                     act.phase = Phase::Failed;
-                    ctx.stop();
+                    act.stop_soon(ctx);
                 }
             })
         }));
@@ -229,8 +231,9 @@ impl SessionActor {
 
     fn loaded(&mut self, loaded: Loaded, ctx: &mut Context<Self>) {
         let Some(session) = loaded.session else {
-            self.phase = Phase::Failed;
-            ctx.stop();
+            // Purged: as over as a session gets.
+            self.phase = Phase::Ended;
+            self.stop_soon(ctx);
             return;
         };
         let now = Instant::now();
@@ -261,7 +264,7 @@ impl SessionActor {
         self.session = Some(session);
         self.phase = if ended { Phase::Ended } else { Phase::Live };
         if ended {
-            ctx.stop();
+            self.stop_soon(ctx);
         } else {
             // Announce this replica, so the others answer with who is online on them.
             self.publish_presence();
@@ -609,7 +612,13 @@ impl SessionActor {
         }
         self.sockets.clear();
         self.per_vsn = [0; 3];
-        ctx.stop();
+        self.stop_soon(ctx);
+    }
+
+    /// Stops after a short linger, so joins already queued get a proper refusal (`session_ended`,
+    /// `unavailable`) rather than a closed mailbox.
+    fn stop_soon(&mut self, ctx: &mut Context<Self>) {
+        ctx.run_later(LINGER, |_, ctx| ctx.stop());
     }
 
     // ------------------------------------------------------------ timers
@@ -716,12 +725,15 @@ impl SessionActor {
                     }
                 }
                 for (user, recorded) in removed {
-                    // Whoever recorded the removal tells the other replicas.
                     if recorded {
-                        let reason = LeaveReason::Inactive.as_str().to_owned();
-                        act.deps.bus.publish(act.id, &ClusterEvent::Left { user_id: user.to_string(), reason });
+                        // Through the registry, which tells the other replicas, closes the
+                        // participant's sockets that are in no channel, and tells this actor.
+                        let left = ParticipantLeft { session: act.id, user, reason: LeaveReason::Inactive };
+                        act.registry.do_send(left);
+                    } else {
+                        // Whoever recorded it tells everyone; this replica need not wait for it.
+                        act.participant_left(user, LeaveReason::Inactive);
                     }
-                    act.participant_left(user, LeaveReason::Inactive);
                 }
             })
         }));

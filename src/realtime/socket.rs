@@ -172,6 +172,7 @@ impl SocketActor {
             return self.error(ctx, to, "not_joined");
         };
         let parsed = match frame.payload.as_object() {
+            _ if frame.payload_unreadable => Err(json!({ "payload": ["must hold finite numbers only"] })),
             Some(payload) => Location::parse(payload, Utc::now()).map_err(|e| json!(e)),
             None => Err(json!({ "payload": ["must be an object"] })),
         };
@@ -281,9 +282,11 @@ impl SocketActor {
         if self.last_seen_report.is_some_and(|t| now.duration_since(t) < SEEN_EVERY) {
             return;
         }
-        if let Some(session) = self.channel.as_ref().and_then(|c| c.session.as_ref()) {
-            self.last_seen_report = Some(now);
-            session.do_send(Seen { participant: self.who.participant, at: Utc::now() });
+        self.last_seen_report = Some(now);
+        let seen = Seen { session: self.who.session, participant: self.who.participant, at: Utc::now() };
+        match self.channel.as_ref().and_then(|c| c.session.as_ref()) {
+            Some(session) => session.do_send(seen),
+            None => self.registry.do_send(seen),
         }
     }
 
@@ -306,6 +309,8 @@ impl Actor for SocketActor {
 
     fn started(&mut self, ctx: &mut Self::Context) {
         self.metrics.sockets.inc();
+        let kick = ctx.address().recipient();
+        self.registry.do_send(SocketOpened { socket: self.id, participant: self.who.participant, kick });
         ctx.run_interval(CHECK_INTERVAL, |act, ctx| act.check(ctx));
         if self.vsn == Vsn::Plain {
             let to = ReplyTo {
@@ -320,9 +325,20 @@ impl Actor for SocketActor {
 
     fn stopped(&mut self, _: &mut Self::Context) {
         self.metrics.sockets.dec();
+        self.registry.do_send(SocketClosed { socket: self.id, participant: self.who.participant });
         self.outbox.close();
         if let Some(session) = self.channel.take().and_then(|c| c.session) {
             session.do_send(Disconnect { socket: self.id });
+        }
+    }
+}
+
+impl Handler<Kick> for SocketActor {
+    type Result = ();
+
+    fn handle(&mut self, _: Kick, ctx: &mut Self::Context) {
+        if self.channel.is_none() {
+            self.close(ctx, 1000, "left the session");
         }
     }
 }

@@ -181,8 +181,7 @@ async fn cors_preflight_allows_the_api_methods_and_headers() {
 #[actix_rt::test]
 async fn unknown_routes_are_a_phoenix_404() {
     let app = spawn_app().await;
-    for path in ["/", "/nope", "/api", "/api/nope", "/api/sessions/x/y/z", "/health/nope", "/socket", "/api/sessions/"]
-    {
+    for path in ["/nope", "/api", "/api/nope", "/api/sessions/x/y/z", "/health/nope", "/socket", "/api/sessions/"] {
         let resp = app.get(path).await;
         resp.assert_detail_error(404, &format!("GET {path}"));
         assert!(resp.header("x-request-id").is_some());

@@ -9,7 +9,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 
-use crate::helpers::{assert_keys, spawn_app, spawn_app_with, test_database_url, test_redis_url, Resp, TestApp};
+use crate::helpers::{
+    assert_keys, spawn_app, spawn_app_with, test_database_url, test_redis_url, without_redis, Resp, TestApp,
+};
 
 /// `{"status","checks":{"database","redis"},"sessions_live","sockets",…}` with the given statuses.
 #[track_caller]
@@ -41,7 +43,7 @@ async fn health_is_ok_with_the_version() {
 
 #[actix_rt::test]
 async fn detailed_health_reports_every_check() {
-    let app = spawn_app().await;
+    let app = spawn_app_with(without_redis).await;
     let resp = app.get("/health/detailed").await;
     resp.assert_status(200, "/health/detailed");
     // Without REDIS_URL, Redis is not in use and does not make the server degraded.

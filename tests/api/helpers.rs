@@ -1,10 +1,12 @@
 //! A real server per test, on a free port, with its own database (a fresh SQLite file) or the
-//! shared PostgreSQL of `TEST_DATABASE_URL`; and the requests and checks every test uses.
+//! shared PostgreSQL of `TEST_DATABASE_URL`, and the Redis of `TEST_REDIS_URL` when that is set
+//! (else the in-memory store); and the requests and checks every test uses.
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Once;
 use std::time::Duration;
 
+use actix::Addr;
 use actix_web::web::Bytes;
 use awc::http::header::HeaderMap;
 use awc::http::Method;
@@ -12,6 +14,7 @@ use chrono::{DateTime, Utc};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use location_sharing::config::{LogFormat, Settings};
 use location_sharing::db::Db;
+use location_sharing::realtime::SessionRegistry;
 use location_sharing::startup::Application;
 use serde_json::{json, Value};
 use tempfile::TempDir;
@@ -46,21 +49,33 @@ pub struct TestApp {
     pub settings: Settings,
     /// An HTTP client (no compression, plain HTTP).
     pub client: awc::Client,
+    /// The session registry (the supervisor of session actors), to reach them directly.
+    pub registry: Addr<SessionRegistry>,
     /// Keeps the SQLite file alive as long as the app.
     _tmp: TempDir,
 }
 
-/// The variables of a test app before the test's own changes.
+/// The variables of a test app before the test's own changes: `REDIS_URL` is the Redis of
+/// `TEST_REDIS_URL` when that is set, so every test runs on Redis then (see [`without_redis`]).
 fn base_vars(tmp: &TempDir) -> HashMap<String, String> {
     let database_url = test_database_url()
         .unwrap_or_else(|| format!("sqlite://{}", tmp.path().join("location_sharing.sqlite3").display()));
-    HashMap::from([
+    let mut vars = HashMap::from([
         ("PORT".to_owned(), "0".to_owned()),
         ("HOST".to_owned(), "127.0.0.1".to_owned()),
         ("JWT_SECRET".to_owned(), JWT_SECRET.to_owned()),
         ("DATABASE_URL".to_owned(), database_url),
         ("DB_POOL_SIZE".to_owned(), "5".to_owned()),
-    ])
+    ]);
+    if let Some(redis) = test_redis_url() {
+        vars.insert("REDIS_URL".to_owned(), redis);
+    }
+    vars
+}
+
+/// For tests that need a single node with the in-memory store whatever `TEST_REDIS_URL` says.
+pub fn without_redis(vars: &mut HashMap<String, String>) {
+    vars.remove("REDIS_URL");
 }
 
 /// A client with a generous timeout (the 60-join bursts) and no default compression.
@@ -87,8 +102,9 @@ pub async fn spawn_app_with(configure: impl FnOnce(&mut HashMap<String, String>)
     let settings = Settings::from_map(&vars).expect("valid test settings");
     let app = Application::build(settings.clone()).await.expect("the application builds");
     let port = app.port();
+    let registry = app.registry();
     actix_rt::spawn(app.run_until_stopped());
-    TestApp { address: format!("http://127.0.0.1:{port}"), settings, client: client(), _tmp: tmp }
+    TestApp { address: format!("http://127.0.0.1:{port}"), settings, client: client(), registry, _tmp: tmp }
 }
 
 /// A body to send.
@@ -331,6 +347,16 @@ impl TestApp {
         }
     }
 
+    /// A new session and these participants, joined through REST in this order.
+    pub async fn session_with(&self, names: &[&str]) -> (Created, Vec<Joined>) {
+        let session = self.new_session().await;
+        let mut joined = Vec::new();
+        for name in names {
+            joined.push(self.join_as(&session.id, name).await);
+        }
+        (session, joined)
+    }
+
     /// `GET /api/sessions/{sid}`.
     pub async fn get_session(&self, sid: &str) -> Resp {
         self.get(&format!("/api/sessions/{sid}")).await
@@ -377,21 +403,65 @@ impl TestApp {
 
     /// Moves a session's `expires_at` into the past, as if its time had run out.
     pub async fn expire_session(&self, sid: &str) {
+        self.set_expires_at(sid, Utc::now() - chrono::Duration::seconds(5)).await;
+    }
+
+    /// Moves a session's `expires_at` in the database (tokens keep their own `exp`).
+    pub async fn set_expires_at(&self, sid: &str, at: DateTime<Utc>) {
         use diesel::prelude::*;
         use location_sharing::db::schema::sessions;
         let sid = sid.to_owned();
-        let past = (Utc::now() - chrono::Duration::seconds(5)).naive_utc();
+        let at = at.naive_utc();
         let updated = self
             .db()
             .run(move |conn| {
                 diesel::update(sessions::table.find(sid))
-                    .set(sessions::expires_at.eq(past))
+                    .set(sessions::expires_at.eq(at))
                     .execute(conn)
                     .map_err(Into::into)
             })
             .await
             .expect("update expires_at");
         assert_eq!(updated, 1, "the session exists");
+    }
+}
+
+impl TestApp {
+    /// The value of a metric without labels in `/metrics` (panics when it is not there).
+    pub async fn metric(&self, name: &str) -> f64 {
+        let resp = self.get("/metrics").await;
+        resp.assert_status(200, "/metrics");
+        let text = String::from_utf8_lossy(&resp.body).into_owned();
+        text.lines()
+            .filter(|line| !line.starts_with('#'))
+            .find_map(|line| {
+                let (metric, value) = line.split_once(' ')?;
+                (metric == name).then(|| value.trim().parse::<f64>().ok()).flatten()
+            })
+            .unwrap_or_else(|| panic!("{name} is not in /metrics:\n{text}"))
+    }
+
+    /// Another server sharing this one's database, Redis and secret: a second replica.
+    pub async fn spawn_replica(&self) -> TestApp {
+        use location_sharing::config::DatabaseUrl;
+        let database_url = match &self.settings.database_url {
+            DatabaseUrl::Postgres(url) => url.clone(),
+            DatabaseUrl::Sqlite(path) => format!("sqlite://{path}"),
+        };
+        let redis_url = self.settings.redis_url.clone();
+        spawn_app_with(move |vars| {
+            vars.insert("DATABASE_URL".into(), database_url);
+            match redis_url {
+                Some(url) => vars.insert("REDIS_URL".into(), url),
+                None => vars.remove("REDIS_URL"),
+            };
+        })
+        .await
+    }
+
+    /// `GET /health/live` answers 200.
+    pub async fn assert_live(&self, context: &str) {
+        self.get("/health/live").await.assert_status(200, &format!("{context}: /health/live"));
     }
 }
 

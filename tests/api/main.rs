@@ -1,5 +1,6 @@
-//! HTTP integration tests: every test spawns the real server (SQLite by default, the PostgreSQL of
-//! `TEST_DATABASE_URL` when set) and talks to it over the network.
+//! HTTP and WebSocket integration tests: every test spawns the real server (SQLite by default,
+//! the PostgreSQL of `TEST_DATABASE_URL` when set; the in-memory store by default, the Redis of
+//! `TEST_REDIS_URL` when set) and talks to it over the network.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod auth;
@@ -9,3 +10,9 @@ mod health;
 mod helpers;
 mod participants;
 mod sessions;
+mod ws_client;
+mod ws_events;
+mod ws_lifecycle;
+mod ws_limits;
+mod ws_protocol;
+mod ws_supervision;
