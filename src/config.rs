@@ -117,6 +117,100 @@ impl AllowedOrigins {
     }
 }
 
+/// The default `TILE_URL`: the OpenStreetMap standard tiles.
+pub const DEFAULT_TILE_URL: &str = "https://tile.openstreetmap.org/{z}/{x}/{y}.png";
+
+/// Where the web client's map takes its raster tiles from (`TILE_URL`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TileUrl(String);
+
+impl TileUrl {
+    /// Reads `TILE_URL`: `none` or empty disables tiles (`None`); anything else must be an
+    /// http(s) URL with `{z}`, `{x}` and `{y}` in its path, and a plain host (or `{s}.host`).
+    pub fn parse(raw: &str) -> Result<Option<Self>, String> {
+        let raw = raw.trim();
+        if raw.is_empty() || raw.eq_ignore_ascii_case("none") {
+            return Ok(None);
+        }
+        let rest = raw.strip_prefix("https://").or_else(|| raw.strip_prefix("http://"));
+        let Some(rest) = rest else {
+            return Err(format!("{raw:?} must be an http:// or https:// URL with {{z}}, {{x}} and {{y}}, or none"));
+        };
+        let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+        let host = authority.strip_prefix("{s}.").unwrap_or(authority);
+        let host_ok = !host.is_empty()
+            && host.bytes().all(|b| b.is_ascii_alphanumeric() || b"-.:[]".contains(&b))
+            && host.bytes().next().is_some_and(|b| b != b'.' && b != b':');
+        if !host_ok {
+            return Err(format!(
+                "{raw:?} has no usable host (only letters, digits, '-', '.', a port, or a leading {{s}}.)"
+            ));
+        }
+        if path.contains(|c: char| c.is_whitespace() || c.is_control() || c == '"' || c == '\\') {
+            return Err(format!("{raw:?} must not contain spaces, quotes or backslashes"));
+        }
+        for placeholder in ["{z}", "{x}", "{y}"] {
+            if !path.contains(placeholder) {
+                return Err(format!("{raw:?} must contain {placeholder} in its path"));
+            }
+        }
+        Ok(Some(Self(raw.to_owned())))
+    }
+
+    /// The URL template, `{z}/{x}/{y}` (and `{s}`) still in it.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The origin tiles come from, as a Content-Security-Policy source: `https://tile.example`,
+    /// or `https://*.tile.example` when the host starts with `{s}.`.
+    pub fn csp_source(&self) -> String {
+        let (scheme, rest) = self.0.split_once("://").unwrap_or(("https", &self.0));
+        let authority = rest.split('/').next().unwrap_or_default();
+        match authority.strip_prefix("{s}.") {
+            Some(host) => format!("{scheme}://*.{host}"),
+            None => format!("{scheme}://{authority}"),
+        }
+    }
+}
+
+/// The operator's token for `/dev/dashboard` (`ADMIN_TOKEN`); never printed.
+#[derive(Clone, PartialEq, Eq)]
+pub struct AdminToken(String);
+
+impl AdminToken {
+    /// Shortest token accepted, so that a guessable one cannot open the dashboard.
+    pub const MIN_LEN: usize = 16;
+
+    /// Reads `ADMIN_TOKEN`: at least 16 printable ASCII characters without spaces.
+    pub fn parse(raw: &str) -> Result<Self, String> {
+        let raw = raw.trim();
+        if raw.len() < Self::MIN_LEN {
+            return Err(format!("must be at least {} characters", Self::MIN_LEN));
+        }
+        if !raw.bytes().all(|b| b.is_ascii_graphic()) {
+            return Err("must be printable ASCII without spaces".into());
+        }
+        Ok(Self(raw.to_owned()))
+    }
+
+    /// Whether `presented` is this token, in time that does not depend on where they differ.
+    pub fn matches(&self, presented: &str) -> bool {
+        let (a, b) = (self.0.as_bytes(), presented.as_bytes());
+        let mut diff = a.len() ^ b.len();
+        for (i, x) in a.iter().enumerate() {
+            diff |= usize::from(x ^ b.get(i).copied().unwrap_or(0));
+        }
+        diff == 0
+    }
+}
+
+impl fmt::Debug for AdminToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("AdminToken(***)")
+    }
+}
+
 /// Every setting of the server (SPEC §5).
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -144,6 +238,10 @@ pub struct Settings {
     pub limits: Limits,
     /// Connections in the SQL pool.
     pub db_pool_size: u32,
+    /// Raster tiles of the web client's map; `None` draws the map without tiles.
+    pub tile_url: Option<TileUrl>,
+    /// Opens `/dev/dashboard` in production to requests that present it.
+    pub admin_token: Option<AdminToken>,
 }
 
 /// The numbers of SPEC: limits and timers.
@@ -259,6 +357,16 @@ pub const SETTINGS: &[SettingDoc] = &[
     SettingDoc { name: "MAX_SOCKET_QUEUE", default: "1000", help: "outgoing frames a slow socket may queue" },
     SettingDoc { name: "MAX_FRAME_BYTES", default: "16384", help: "largest text frame accepted" },
     SettingDoc { name: "SHUTDOWN_GRACE_SECONDS", default: "25", help: "drain time on SIGTERM" },
+    SettingDoc {
+        name: "TILE_URL",
+        default: "OpenStreetMap's standard tiles",
+        help: "web client map tiles: an http(s) URL with {z}, {x} and {y}; none or empty: no tiles",
+    },
+    SettingDoc {
+        name: "ADMIN_TOKEN",
+        default: "(unset)",
+        help: "opens /dev/dashboard to requests presenting it; unset: only on a loopback HOST",
+    },
 ];
 
 impl Settings {
@@ -362,6 +470,14 @@ impl Settings {
         };
         let db_pool_size = to_u32("DB_POOL_SIZE", count("DB_POOL_SIZE", 10)?)?;
 
+        // Set but empty means "no tiles", so this one is read before `get` drops empty values.
+        let tile_url = TileUrl::parse(vars.get("TILE_URL").map_or(DEFAULT_TILE_URL, String::as_str))
+            .map_err(|reason| ConfigError { variable: "TILE_URL", reason })?;
+        let admin_token = get("ADMIN_TOKEN")
+            .map(AdminToken::parse)
+            .transpose()
+            .map_err(|reason| ConfigError { variable: "ADMIN_TOKEN", reason })?;
+
         Ok(Self {
             database_url,
             redis_url,
@@ -375,6 +491,8 @@ impl Settings {
             log_format,
             limits,
             db_pool_size,
+            tile_url,
+            admin_token,
         })
     }
 
@@ -485,6 +603,51 @@ mod tests {
         assert!(list.allows("https://A.example"));
         assert!(list.allows("http://localhost:3000"));
         assert!(!list.allows("https://b.example"));
+    }
+
+    #[test]
+    fn tile_url() {
+        let default = settings(&[]).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(default.tile_url.as_ref().map(TileUrl::as_str), Some(DEFAULT_TILE_URL));
+        assert_eq!(default.tile_url.map(|t| t.csp_source()).as_deref(), Some("https://tile.openstreetmap.org"));
+        for off in ["none", "NONE", "", "  "] {
+            let s = settings(&[("TILE_URL", off)]).unwrap_or_else(|e| panic!("{e}"));
+            assert_eq!(s.tile_url, None, "{off:?}");
+        }
+        let own = TileUrl::parse("http://127.0.0.1:8080/tiles/{z}/{x}/{y}.png?key=a&b=c").ok().flatten();
+        assert_eq!(own.map(|t| t.csp_source()).as_deref(), Some("http://127.0.0.1:8080"));
+        let sub = TileUrl::parse("https://{s}.tile.example.org/{z}/{x}/{y}@2x.png").ok().flatten();
+        assert_eq!(sub.map(|t| t.csp_source()).as_deref(), Some("https://*.tile.example.org"));
+        for bad in [
+            "tile.openstreetmap.org/{z}/{x}/{y}.png",
+            "ftp://tiles.example/{z}/{x}/{y}.png",
+            "https://tiles.example/{z}/{x}.png",
+            "https://tiles.example/{x}/{y}.png",
+            "https://tiles.example/{z}/{x}",
+            "https:///{z}/{x}/{y}.png",
+            "https://{z}.example/{z}/{x}/{y}.png",
+            "https://tiles.example;script-src/{z}/{x}/{y}",
+            "https://user@tiles.example/{z}/{x}/{y}.png",
+            "https://tiles.example/{z}/{x}/{y} 'unsafe-inline'",
+        ] {
+            assert_eq!(settings(&[("TILE_URL", bad)]).err().map(|e| e.variable), Some("TILE_URL"), "{bad}");
+        }
+    }
+
+    #[test]
+    fn admin_token() {
+        assert!(settings(&[]).is_ok_and(|s| s.admin_token.is_none()));
+        assert!(settings(&[("ADMIN_TOKEN", "")]).is_ok_and(|s| s.admin_token.is_none()));
+        for bad in ["short", "has a space in it somewhere", "non-ascii-é-0123456789"] {
+            assert_eq!(settings(&[("ADMIN_TOKEN", bad)]).err().map(|e| e.variable), Some("ADMIN_TOKEN"), "{bad}");
+        }
+        let s = settings(&[("ADMIN_TOKEN", "0123456789abcdef-ops")]).unwrap_or_else(|e| panic!("{e}"));
+        let token = s.admin_token.unwrap_or_else(|| panic!("a token"));
+        assert!(token.matches("0123456789abcdef-ops"));
+        assert!(!token.matches("0123456789abcdef-opsx"));
+        assert!(!token.matches("0123456789abcdef-op"));
+        assert!(!token.matches(""));
+        assert_eq!(format!("{token:?}"), "AdminToken(***)");
     }
 
     #[test]

@@ -52,7 +52,8 @@ fn millis(d: Duration) -> f64 {
     (d.as_secs_f64() * 1000.0 * 100.0).round() / 100.0
 }
 
-async fn checks(state: &AppState) -> Checks {
+/// Probes the database and Redis (each bounded by its own deadline) at once.
+pub(crate) async fn checks(state: &AppState) -> Checks {
     let db = state.db.ping();
     let redis = async {
         match &state.redis {

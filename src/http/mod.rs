@@ -1,6 +1,7 @@
 //! The HTTP edge: routes, extractors, middleware and the one error mapping.
 
 pub mod body;
+pub mod dashboard;
 pub mod error;
 pub mod health;
 pub mod middleware;
@@ -8,6 +9,9 @@ pub mod openapi;
 pub mod participants;
 pub mod sessions;
 pub mod socket;
+// The web client; named apart from `actix_web::web`, which this module imports.
+#[path = "web.rs"]
+pub mod web_client;
 
 use std::sync::Arc;
 
@@ -58,8 +62,14 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .route("/sessions/{id}", web::delete().to(sessions::end))
             .route("/sessions/{id}/join", web::post().to(participants::join))
             .route("/sessions/{id}/participants", web::get().to(participants::list))
-            .route("/sessions/{id}/participants/{user_id}", web::delete().to(participants::remove)),
+            .route("/sessions/{id}/participants/{user_id}", web::delete().to(participants::remove))
+            .route("/sessions/{id}/qr", web::get().to(web_client::qr)),
     )
+    .route("/", web::get().to(web_client::home))
+    .route("/join/{id}", web::get().to(web_client::join))
+    .route("/assets/{version}/{path:.+}", web::get().to(web_client::asset))
+    .route("/dev/dashboard", web::get().to(dashboard::show))
+    .route("/dev/dashboard/stats", web::get().to(dashboard::stats))
     .route("/socket/websocket", web::get().to(socket::upgrade))
     .route("/metrics", web::get().to(crate::ops::metrics::endpoint))
     .route("/health", web::get().to(health::basic))

@@ -57,6 +57,7 @@ impl Modify for BearerAuth {
         super::health::ready,
         super::health::live,
         super::socket::upgrade,
+        super::web_client::qr,
         crate::ops::metrics::endpoint,
     ),
     components(schemas(ErrorBody, ErrorDetail, ValidationErrorBody)),

@@ -42,7 +42,9 @@ pub async fn upgrade(
         return Err(ApiError::Unavailable("server is shutting down; reconnect elsewhere").into());
     }
     if let Some(origin) = req.headers().get(header::ORIGIN) {
-        let allowed = origin.to_str().is_ok_and(|o| state.settings.cors_allowed_origins.allows(o));
+        let allowed = origin.to_str().is_ok_and(|o| {
+            state.settings.cors_allowed_origins.allows(o) || same_origin(o, &req, &state.settings.public_url)
+        });
         if !allowed {
             return Err(ApiError::Forbidden("origin not allowed").into());
         }
@@ -77,4 +79,14 @@ pub async fn upgrade(
     let who = SocketIdentity { participant, session: claims.sid, expires_at };
     SocketActor::new(who, vsn, state.registry.clone(), state.metrics.clone(), state.limits.clone(), state.drain.clone())
         .start(&req, stream)
+}
+
+/// The built-in web client is served from this server: its own origin (the request's `Host`, or
+/// `PUBLIC_URL`) may open sockets whatever `CORS_ALLOWED_ORIGINS` lists. `null` never may.
+fn same_origin(origin: &str, req: &HttpRequest, public_url: &str) -> bool {
+    let Some((_, origin_host)) = origin.split_once("://") else {
+        return false;
+    };
+    let host = req.headers().get(header::HOST).and_then(|h| h.to_str().ok());
+    host.is_some_and(|h| h.eq_ignore_ascii_case(origin_host)) || origin.eq_ignore_ascii_case(public_url)
 }

@@ -1,0 +1,466 @@
+// Drives the built-in web client in headless Chromium, as people would use it:
+// a creator starts a session on /, two people with different positions join through the link
+// and see each other move, a third who denies location still sees them and is told why, the
+// creator removes one and ends the session. Fails on any console error or page error.
+//
+//   node test.mjs /path/to/location-sharing
+//
+// The server is started here (SQLite in a temporary directory, a free port, TILE_URL=none) and
+// the browser may reach nothing but it.
+
+import { spawn } from 'node:child_process';
+import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { chromium } from 'playwright-core';
+
+const here = dirname(fileURLToPath(import.meta.url));
+const shots = join(here, 'screenshots');
+const binary = process.argv[2];
+if (!binary) {
+  console.error('usage: node test.mjs /path/to/location-sharing');
+  process.exit(2);
+}
+
+const PHONE = { width: 390, height: 844 };
+const LAPTOP = { width: 1280, height: 800 };
+const LISBON = { latitude: 38.7223, longitude: -9.1393, accuracy: 15 };
+const ALFAMA = { latitude: 38.7118, longitude: -9.1300, accuracy: 40 };
+const BAIXA = { latitude: 38.7105, longitude: -9.1370, accuracy: 10 };
+const CAROL = 'Carol <img src=x onerror=alert(1)>';
+
+let passed = 0;
+let outage = false; // while the server is down on purpose, failed connections are expected
+let failed = 0;
+const problems = []; // console and page errors, from every page
+
+function freePort() {
+  return new Promise((resolve, reject) => {
+    const srv = createServer();
+    srv.unref();
+    srv.on('error', reject);
+    srv.listen(0, '127.0.0.1', () => {
+      const { port } = srv.address();
+      srv.close(() => resolve(port));
+    });
+  });
+}
+
+async function startServer(extra = {}) {
+  const dir = mkdtempSync(join(tmpdir(), 'ls-browser-'));
+  const port = await freePort();
+  const base = `http://127.0.0.1:${port}`;
+  const env = { ...process.env };
+  delete env.REDIS_URL;
+  delete env.ADMIN_TOKEN;
+  Object.assign(env, {
+    HOST: '127.0.0.1',
+    PORT: String(port),
+    PUBLIC_URL: base,
+    DATABASE_URL: `sqlite://${join(dir, 'db.sqlite3')}`,
+    JWT_SECRET: 'browser-test-secret-0123456789abcdef',
+    TILE_URL: 'none',
+    RUST_LOG: 'warn',
+    ...extra,
+  });
+  let child = null;
+  const launch = async () => {
+    child = spawn(binary, [], { cwd: dir, env, stdio: ['ignore', 'inherit', 'inherit'] });
+    const deadline = Date.now() + 30_000;
+    for (;;) {
+      if (child.exitCode !== null) throw new Error(`the server exited with ${child.exitCode}`);
+      try {
+        const res = await fetch(`${base}/health`);
+        if (res.ok) return;
+      } catch { /* not up yet */ }
+      if (Date.now() > deadline) throw new Error('the server did not start within 30 s');
+      await new Promise((r) => setTimeout(r, 200));
+    }
+  };
+  const kill = (signal) => new Promise((resolve) => {
+    if (!child || child.exitCode !== null || child.signalCode !== null) return resolve();
+    child.once('exit', () => resolve());
+    child.kill(signal);
+  });
+  await launch();
+  return {
+    base,
+    /** Kills the server at once, as a crash or a lost network would. */
+    crash: () => kill('SIGKILL'),
+    /** Starts it again on the same port and database. */
+    restart: launch,
+    async stop() {
+      await kill('SIGTERM');
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+async function step(name, fn) {
+  const started = Date.now();
+  try {
+    await fn();
+    passed += 1;
+    console.log(`ok   ${name} (${Date.now() - started} ms)`);
+  } catch (err) {
+    failed += 1;
+    console.log(`FAIL ${name}: ${err.message.split('\n')[0]}`);
+    throw err;
+  }
+}
+
+function assert(cond, message) {
+  if (!cond) throw new Error(message);
+}
+
+/** A browser context that reaches only the test server, and a page on it that records errors. */
+async function person(browser, server, label, options, expectedError = () => false) {
+  const context = await browser.newContext({ locale: 'en-GB', timezoneId: 'Europe/Lisbon', ...options });
+  await context.route('**/*', (route) => {
+    const url = route.request().url();
+    return url.startsWith(server.base) ? route.continue() : route.abort();
+  });
+  const page = await context.newPage();
+  page.on('console', (msg) => {
+    if (msg.type() !== 'error') return;
+    const expected = (outage && /ERR_CONNECTION_REFUSED|WebSocket connection to .* failed/.test(msg.text()))
+      || expectedError(msg);
+    if (!expected) problems.push(`${label}: console error: ${msg.text()}`);
+  });
+  page.on('pageerror', (err) => problems.push(`${label}: page error: ${err.message}`));
+  page.on('dialog', (dialog) => dialog.accept());
+  page.setDefaultTimeout(15_000);
+  return { context, page, label };
+}
+
+async function joinAs(who, link, name, colour) {
+  const { page } = who;
+  await page.goto(link);
+  await page.locator('#join-view').waitFor();
+  await page.locator('#display-name').fill(name);
+  await page.getByLabel(colour, { exact: true }).check();
+  await page.getByRole('button', { name: 'Join and share my location' }).click();
+  await page.locator('#conn[data-state="live"]').waitFor();
+  return page.evaluate(() => JSON.parse(localStorage.getItem(`ls.me.${location.pathname.split('/')[2]}`)).user_id);
+}
+
+/** The dot of someone's marker (the marker itself is a zero-size anchor). */
+function marker(page, userId) {
+  return page.locator(`.marker[data-user-id="${userId}"] .marker-dot`);
+}
+
+function label(page, userId) {
+  return page.locator(`.marker[data-user-id="${userId}"] .marker-label`);
+}
+
+async function box(locator) {
+  const b = await locator.boundingBox();
+  assert(b, 'the marker is not laid out');
+  return { x: b.x + b.width / 2, y: b.y + b.height / 2 };
+}
+
+async function waitFor(what, fn, timeoutMs = 15_000) {
+  const deadline = Date.now() + timeoutMs;
+  let last;
+  for (;;) {
+    last = await fn();
+    if (last) return last;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 200));
+  }
+}
+
+async function darkPixels(page, selector) {
+  return page.$eval(selector, (canvas) => {
+    const { data } = canvas.getContext('2d').getImageData(0, 0, canvas.width, canvas.height);
+    let dark = 0;
+    for (let i = 0; i < data.length; i += 4) if (data[i + 3] > 128 && data[i] < 64) dark += 1;
+    return { dark, total: data.length / 4 };
+  });
+}
+
+async function main() {
+  mkdirSync(shots, { recursive: true });
+  const server = await startServer();
+  const browser = await chromium.launch({
+    executablePath: process.env.CHROMIUM ?? '/usr/bin/chromium',
+    headless: true,
+    args: [
+      '--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+      '--disable-background-networking', '--disable-component-update', '--disable-sync',
+    ],
+  });
+  const ids = {};
+  let link;
+  try {
+    const creator = await person(browser, server, 'creator', { viewport: LAPTOP });
+    const alice = await person(browser, server, 'alice', {
+      viewport: PHONE, isMobile: true, hasTouch: true, deviceScaleFactor: 2,
+      geolocation: LISBON, permissions: ['geolocation'],
+    });
+    const bob = await person(browser, server, 'bob', {
+      viewport: LAPTOP, geolocation: ALFAMA, permissions: ['geolocation'],
+    });
+    const carol = await person(browser, server, 'carol', { viewport: PHONE, isMobile: true, hasTouch: true });
+
+    await step('the home page has the CSP and no inline script or style', async () => {
+      const res = await creator.page.goto(`${server.base}/`);
+      const csp = res.headers()['content-security-policy'] ?? '';
+      assert(csp.includes("script-src 'self'") && csp.includes("frame-ancestors 'none'"), `CSP: ${csp}`);
+      assert(res.headers()['x-content-type-options'] === 'nosniff', 'nosniff');
+      assert(res.headers()['referrer-policy'] === 'no-referrer', 'referrer policy');
+      const inline = await creator.page.evaluate(() =>
+        [...document.scripts].filter((s) => !s.src).length + document.querySelectorAll('[style], style').length);
+      assert(inline === 0, `${inline} inline scripts or styles`);
+      await creator.page.screenshot({ path: join(shots, 'home-laptop.png') });
+    });
+
+    await step('the creator starts a session and gets a link, a copy button and a QR code', async () => {
+      const { page } = creator;
+      await page.getByLabel('Name of the session').fill('Saturday walk');
+      await page.getByLabel('Sharing lasts').selectOption('60');
+      await page.getByRole('button', { name: 'Start a session' }).click();
+      await page.locator('#manage-view').waitFor();
+      link = await page.locator('#share-link').inputValue();
+      assert(/^http:\/\/127\.0\.0\.1:\d+\/join\/[0-9a-f-]{36}$/.test(link), `join link ${link}`);
+      ids.session = link.split('/').pop();
+      const title = await page.locator('#manage-title').textContent();
+      assert(title.includes('Saturday walk'), `title ${title}`);
+      await page.getByRole('button', { name: 'Copy link' }).waitFor();
+      const qr = await waitFor('the QR code', async () => {
+        const px = await darkPixels(page, '#qr');
+        return px.dark > px.total * 0.2 ? px : null;
+      });
+      assert(qr.dark < qr.total * 0.7, 'the QR code is mostly dark');
+      await page.screenshot({ path: join(shots, 'manage-laptop.png'), fullPage: true });
+    });
+
+    await step('Alice (phone) opens the link, sees the session name and joins', async () => {
+      const { page } = alice;
+      await page.goto(link);
+      await page.locator('#join-view').waitFor();
+      const title = await page.locator('#join-title').textContent();
+      assert(title.includes('Saturday walk'), `join title ${title}`);
+      await page.screenshot({ path: join(shots, 'join-form-phone.png'), fullPage: true });
+      ids.alice = await joinAs(alice, link, 'Alice', 'Blue');
+      await page.locator('#geo-status', { hasText: 'Sharing your position' }).waitFor();
+    });
+
+    await step('Bob (laptop) joins with another position', async () => {
+      ids.bob = await joinAs(bob, link, 'Bob', 'Red');
+      await bob.page.locator('#geo-status', { hasText: 'Sharing your position' }).waitFor();
+    });
+
+    await step('each sees the other on the map and in the list', async () => {
+      await marker(alice.page, ids.bob).waitFor({ state: 'visible' });
+      await marker(bob.page, ids.alice).waitFor({ state: 'visible' });
+      assert((await label(bob.page, ids.alice).textContent()) === 'Alice', 'Alice label');
+      await alice.page.locator(`#people li[data-user-id="${ids.bob}"]`, { hasText: 'Online' }).waitFor();
+      await bob.page.locator(`#people li[data-user-id="${ids.alice}"]`, { hasText: 'Online' }).waitFor();
+    });
+
+    await step('Alice moves and Bob sees her marker move', async () => {
+      await bob.page.getByRole('button', { name: 'Fit everyone' }).click();
+      const before = await box(marker(bob.page, ids.alice));
+      await alice.context.setGeolocation(BAIXA);
+      await waitFor('Alice to move on Bob\'s map', async () => {
+        const now = await box(marker(bob.page, ids.alice));
+        return Math.hypot(now.x - before.x, now.y - before.y) > 5;
+      });
+    });
+
+    await step('a lost server shows a reconnecting state, and both come back by themselves', async () => {
+      outage = true;
+      await server.crash();
+      for (const who of [alice, bob]) {
+        await who.page.locator('#conn[data-state="waiting"]', { hasText: 'Connection lost' }).waitFor();
+      }
+      assert(await alice.page.getByRole('button', { name: 'Retry now' }).isVisible(), 'a Retry now button');
+      await alice.page.screenshot({ path: join(shots, 'reconnecting-alice-phone.png') });
+      await server.restart();
+      for (const who of [alice, bob]) await who.page.locator('#conn[data-state="live"]').waitFor({ timeout: 30_000 });
+      outage = false;
+      // Rejoined, each tells the other where it is again (the restarted server had forgotten).
+      await marker(bob.page, ids.alice).waitFor({ state: 'visible' });
+      await marker(alice.page, ids.bob).waitFor({ state: 'visible' });
+      await waitFor('both positions sent to the restarted server', async () => {
+        const stats = await (await fetch(`${server.base}/dev/dashboard/stats`)).json();
+        return stats.counters.location_updates_in >= 2 && stats.sockets === 2;
+      });
+    });
+
+    await step('the map pans with the keyboard and zooms with + and the wheel', async () => {
+      const { page } = bob;
+      const before = await box(marker(page, ids.alice));
+      await page.locator('#map').focus();
+      await page.keyboard.press('ArrowRight');
+      const panned = await waitFor('the keyboard pan', async () => {
+        const now = await box(marker(page, ids.alice));
+        return Math.abs(now.x - before.x) > 50 ? now : null;
+      });
+      assert(panned.x < before.x, 'ArrowRight moves the view right, so markers move left');
+      const a = await box(marker(page, ids.alice));
+      const b = await box(marker(page, ids.bob));
+      await page.keyboard.press('+');
+      await waitFor('the zoom', async () => {
+        const a2 = await box(marker(page, ids.alice));
+        const b2 = await box(marker(page, ids.bob));
+        return Math.hypot(a2.x - b2.x, a2.y - b2.y) > 1.8 * Math.hypot(a.x - b.x, a.y - b.y);
+      });
+      const mapBox = await page.locator('#map').boundingBox();
+      await page.mouse.move(mapBox.x + mapBox.width / 2, mapBox.y + mapBox.height / 2);
+      await page.mouse.wheel(0, 400);
+      await page.getByRole('button', { name: 'Fit everyone' }).click();
+    });
+
+    await step('screenshots of the map for both participants', async () => {
+      await bob.page.waitForTimeout(300);
+      await alice.page.getByRole('button', { name: 'Fit everyone' }).click();
+      await alice.page.waitForTimeout(300);
+      await alice.page.screenshot({ path: join(shots, 'map-alice-phone.png') });
+      await bob.page.screenshot({ path: join(shots, 'map-bob-laptop.png') });
+    });
+
+    await step('Carol denies location, still sees the others, and is told why she is not shared', async () => {
+      ids.carol = await joinAs(carol, link, CAROL, 'Green');
+      await carol.page.locator('#geo-status', { hasText: 'Your position is not shared' }).waitFor();
+      const text = await carol.page.locator('#geo-status').textContent();
+      assert(/location access is blocked/.test(text), `geolocation message: ${text}`);
+      await marker(carol.page, ids.alice).waitFor({ state: 'visible' });
+      await marker(carol.page, ids.bob).waitFor({ state: 'visible' });
+      assert((await marker(carol.page, ids.carol).count()) === 0, 'Carol has no marker of her own');
+      assert(await carol.page.getByRole('button', { name: 'Follow me' }).isDisabled(), 'Follow me is disabled');
+      await carol.page.screenshot({ path: join(shots, 'map-carol-denied-phone.png') });
+      const row = alice.page.locator(`#people li[data-user-id="${ids.carol}"]`);
+      await row.filter({ hasText: 'no position shared' }).waitFor();
+      // Names are text, never markup.
+      assert((await row.locator('.person-name').textContent()) === CAROL, 'Carol\'s name is shown as typed');
+      assert((await alice.page.locator('#people img, .marker-label img').count()) === 0, 'a name was parsed as HTML');
+    });
+
+    await step('the dashboard shows live numbers (development: loopback HOST, no ADMIN_TOKEN)', async () => {
+      const ops = await person(browser, server, 'operator', { viewport: LAPTOP });
+      await ops.page.goto(`${server.base}/dev/dashboard`);
+      await ops.page.locator('#dash-updated', { hasText: 'Updated' }).waitFor();
+      const sockets = ops.page.locator('.stat[aria-label="Sockets open"] .card-value');
+      await waitFor('3 sockets', async () => (await sockets.textContent()) === '3');
+      await ops.page.waitForTimeout(3000);
+      const memory = await ops.page.locator('.stat[aria-label="Memory (RSS)"] .card-value').textContent();
+      assert(/MiB$/.test(memory), `memory ${memory}`);
+      const db = await ops.page.locator('#deps tr', { hasText: 'Database' }).textContent();
+      assert(db.includes('OK'), `database row ${db}`);
+      await ops.page.screenshot({ path: join(shots, 'dashboard-laptop.png'), fullPage: true });
+      await ops.page.setViewportSize(PHONE);
+      await ops.page.screenshot({ path: join(shots, 'dashboard-phone.png') });
+      await ops.context.close();
+    });
+
+    await step('the creator removes Bob, who is told, and the others see him go', async () => {
+      const { page } = creator;
+      const row = page.locator(`#people li[data-user-id="${ids.bob}"]`);
+      await row.waitFor();
+      await row.getByRole('button', { name: 'Remove Bob' }).click();
+      await bob.page.locator('#banner', { hasText: 'You were removed from this session' }).waitFor();
+      await bob.page.locator('#conn[data-state="closed"]').waitFor();
+      await marker(alice.page, ids.bob).waitFor({ state: 'detached' });
+      await marker(carol.page, ids.bob).waitFor({ state: 'detached' });
+      await bob.page.screenshot({ path: join(shots, 'removed-bob-laptop.png') });
+    });
+
+    await step('the creator ends the session and the others see that it ended', async () => {
+      const { page } = creator;
+      await page.getByRole('button', { name: 'End the session for everyone' }).click();
+      await page.locator('#manage-ended', { hasText: 'You ended this session' }).waitFor();
+      for (const who of [alice, carol]) {
+        await who.page.locator('#banner', { hasText: 'The creator ended this session' }).waitFor();
+        await who.page.locator('#conn[data-state="closed"]').waitFor();
+      }
+      await alice.page.screenshot({ path: join(shots, 'ended-alice-phone.png') });
+      const res = await fetch(`${server.base}/api/sessions/${ids.session}`);
+      assert((await res.json()).is_active === false, 'the session is over');
+    });
+
+    await step('a join link of an ended session says so', async () => {
+      const late = await person(browser, server, 'late', { viewport: PHONE });
+      await late.page.goto(link);
+      await late.page.locator('#gone-view', { hasText: 'This session has ended' }).waitFor();
+      await late.context.close();
+    });
+
+    await step('home and join pages on a phone', async () => {
+      const p = await person(browser, server, 'phone', { viewport: PHONE, isMobile: true, hasTouch: true });
+      await p.page.goto(`${server.base}/`);
+      await p.page.screenshot({ path: join(shots, 'home-phone.png'), fullPage: true });
+      await p.page.getByRole('button', { name: 'Start a session' }).click();
+      await p.page.locator('#manage-view').waitFor();
+      await waitFor('the QR code', async () => (await darkPixels(p.page, '#qr')).dark > 0);
+      await p.page.screenshot({ path: join(shots, 'manage-phone.png'), fullPage: true });
+      await p.context.close();
+    });
+
+    await step('with the tile server unreachable the map still shows everyone; old positions fade; the dashboard takes ?token=', async () => {
+      // Tiles from a local port where nothing listens; positions that live 2 s.
+      const tilePort = await freePort();
+      const tileOrigin = `http://127.0.0.1:${tilePort}`;
+      const other = await startServer({
+        TILE_URL: `${tileOrigin}/{z}/{x}/{y}.png`,
+        LOCATION_TTL_SECONDS: '2',
+        ADMIN_TOKEN: 'browser-test-admin-token-0123456789',
+      });
+      try {
+        const tileFailure = (msg) => (msg.location()?.url ?? '').startsWith(tileOrigin);
+        const created = await (await fetch(`${other.base}/api/sessions`, { method: 'POST' })).json();
+        const dan = await person(browser, other, 'dan', {
+          viewport: PHONE, isMobile: true, hasTouch: true, geolocation: LISBON, permissions: ['geolocation'],
+        }, tileFailure);
+        const eve = await person(browser, other, 'eve', {
+          viewport: LAPTOP, geolocation: ALFAMA, permissions: ['geolocation'],
+        }, tileFailure);
+        const danId = await joinAs(dan, created.join_link, 'Dan', 'Orange');
+        const eveId = await joinAs(eve, created.join_link, 'Eve', 'Purple');
+        await marker(dan.page, eveId).waitFor({ state: 'visible' });
+        await marker(eve.page, danId).waitFor({ state: 'visible' });
+        await waitFor('tiles to fail', async () => (await dan.page.locator('.map-tile.failed').count()) > 0);
+        const attribution = dan.page.getByRole('link', { name: '© OpenStreetMap contributors' });
+        assert((await attribution.getAttribute('href')) === 'https://www.openstreetmap.org/copyright', 'attribution link');
+        await dan.page.screenshot({ path: join(shots, 'no-tile-server-dan-phone.png') });
+        await eve.context.close();
+        await dan.page.locator(`.marker.stale[data-user-id="${eveId}"] .marker-dot`).waitFor({ timeout: 10_000 });
+        await dan.page.locator(`#people li[data-user-id="${eveId}"]`, { hasText: 'Offline · last position' }).waitFor();
+        await dan.page.screenshot({ path: join(shots, 'stale-marker-dan-phone.png') });
+        await dan.context.close();
+
+        // With ADMIN_TOKEN set, the dashboard opens with ?token=…, which leaves the address bar.
+        const ops = await person(browser, other, 'operator', { viewport: LAPTOP });
+        await ops.page.goto(`${other.base}/dev/dashboard?token=browser-test-admin-token-0123456789`);
+        await ops.page.locator('#dash-updated', { hasText: 'Updated' }).waitFor();
+        await ops.page.waitForTimeout(1500);
+        assert(!ops.page.url().includes('token'), `the token left the address bar: ${ops.page.url()}`);
+        assert(await ops.page.locator('#dash-status').isHidden(), 'no error on the dashboard');
+        await ops.context.close();
+      } finally {
+        await other.stop();
+      }
+    });
+
+    await step('no console error and no page error anywhere', async () => {
+      assert(problems.length === 0, problems.join('\n'));
+    });
+  } finally {
+    await browser.close().catch(() => {});
+    await server.stop();
+  }
+}
+
+main()
+  .catch((err) => {
+    if (!failed) failed += 1;
+    console.error(err.stack ?? String(err));
+    if (problems.length) console.error(problems.join('\n'));
+  })
+  .finally(() => {
+    console.log(`\nbrowser: ${passed} passed, ${failed} failed`);
+    process.exitCode = failed ? 1 : 0;
+  });

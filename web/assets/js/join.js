@@ -1,0 +1,686 @@
+// GET /join/{session_id}: join a session, share this device's position, and watch everyone's on
+// the map, live, over the Phoenix channel `location:{session_id}`.
+
+import { api, ApiError, socketEndpoint } from './api.js';
+import { Presence, Socket, SocketState } from './channel.js';
+import { SlippyMap } from './map.js';
+import { announce, ago, byId, clock, config, el, showView, storage, until } from './ui.js';
+
+const VIEWS = ['loading-view', 'gone-view', 'join-view', 'live-view'];
+const SEND_MIN_INTERVAL_MS = 1000; // at most one update a second while moving
+const SEND_REFRESH_MS = 10_000; // a still device re-sends so its position does not expire
+const PROBE_AFTER_FAILURES = 2; // failed reconnects before asking the API why
+
+const COLOURS = [
+  ['Blue', '#1E88E5'],
+  ['Red', '#E53935'],
+  ['Green', '#2E7D32'],
+  ['Orange', '#EF6C00'],
+  ['Purple', '#8E24AA'],
+  ['Teal', '#00897B'],
+  ['Pink', '#D81B60'],
+  ['Brown', '#6D4C41'],
+];
+
+const cfg = config();
+const sid = decodeURIComponent(location.pathname.split('/')[2] ?? '');
+
+let session = null; // GET /api/sessions/{id}
+let me = null; // {user_id, token, display_name, avatar_color, expires_at}
+let creator = null; // {creator_token, …} when this browser created the session
+let map = null;
+let socket = null;
+let channel = null;
+let presence = null;
+let over = false; // ended, removed or left: nothing more happens
+const people = new Map(); // user_id -> person
+
+// ------------------------------------------------------------------ start
+
+async function init() {
+  storage.prune();
+  byId('join-form').addEventListener('submit', submitJoin);
+  byId('gone-retry').addEventListener('click', () => location.reload());
+  buildColourChoices();
+  if (!/^[0-9a-fA-F-]{36}$/.test(sid)) {
+    gone('There is no session here', 'This link is incomplete or mistyped. Ask for the link again.');
+    return;
+  }
+  try {
+    session = await api.session(sid);
+  } catch (err) {
+    if (err instanceof ApiError && err.status === 404) {
+      gone('There is no session here', 'This session does not exist, or it ended a while ago.');
+    } else {
+      gone('Cannot open the session', err instanceof ApiError ? err.message : String(err), true);
+    }
+    return;
+  }
+  if (!session.is_active) {
+    storage.forgetSession(sid);
+    gone('This session has ended', 'Sharing in this session is over. Ask for a new link if you still want to meet.');
+    return;
+  }
+  creator = storage.creator(sid);
+  me = storage.me(sid);
+  const title = session.name ? `Join “${session.name}”` : 'Join the session';
+  byId('join-title').textContent = title;
+  document.title = `${title} · Location sharing`;
+  const expires = new Date(session.expires_at);
+  const count = session.participant_count;
+  byId('join-meta').textContent =
+    `Sharing is open until ${clock(expires)} (in ${until(expires)}). ` +
+    (count === 0 ? 'Nobody has joined yet.' : count === 1 ? '1 person is in it.' : `${count} people are in it.`);
+  if (me?.user_id && me?.token) {
+    startLive();
+  } else {
+    showView(VIEWS, 'join-view');
+  }
+}
+
+function gone(title, text, canRetry = false) {
+  byId('gone-title').textContent = title;
+  byId('gone-text').textContent = text;
+  byId('gone-retry').hidden = !canRetry;
+  showView(VIEWS, 'gone-view');
+  document.title = `${title} · Location sharing`;
+}
+
+function buildColourChoices() {
+  const box = byId('colour-choices');
+  const pick = Math.floor(Math.random() * COLOURS.length);
+  COLOURS.forEach(([name, hex], i) => {
+    const id = `colour-${name.toLowerCase()}`;
+    const input = el('input', { type: 'radio', name: 'avatar_color', id, value: hex, checked: i === pick });
+    const swatch = el('span', { class: 'swatch' });
+    swatch.style.backgroundColor = hex;
+    box.append(el('div', { class: 'colour-choice' }, input, el('label', { for: id }, swatch, name)));
+  });
+}
+
+async function submitJoin(event) {
+  event.preventDefault();
+  const input = byId('display-name');
+  const nameError = byId('display-name-error');
+  const error = byId('join-error');
+  const name = input.value.trim();
+  announce(error, '');
+  nameError.hidden = true;
+  input.removeAttribute('aria-invalid');
+  if (!name) {
+    nameError.textContent = 'Please enter a name, so the others know who you are.';
+    nameError.hidden = false;
+    input.setAttribute('aria-invalid', 'true');
+    input.focus();
+    return;
+  }
+  const colour = document.querySelector('input[name="avatar_color"]:checked')?.value;
+  const button = byId('join-button');
+  button.disabled = true;
+  button.textContent = 'Joining…';
+  try {
+    const joined = await api.join(sid, name, colour);
+    me = {
+      user_id: joined.user_id,
+      token: joined.websocket_token,
+      display_name: name,
+      avatar_color: colour,
+      expires_at: session.expires_at,
+    };
+    storage.setMe(sid, me);
+    startLive();
+  } catch (err) {
+    if (err instanceof ApiError && err.fields?.display_name) {
+      nameError.textContent = `Your name ${[].concat(err.fields.display_name).join(', ')}.`;
+      nameError.hidden = false;
+      input.setAttribute('aria-invalid', 'true');
+      input.focus();
+    } else if (err instanceof ApiError && (err.status === 409 || err.status === 410 || err.status === 404)) {
+      if (err.status !== 409) storage.forgetSession(sid);
+      gone(err.status === 409 ? 'This session is full' : 'This session has ended', err.message);
+    } else {
+      announce(error, err instanceof ApiError ? err.message : 'Something went wrong. Please try again.', 'error');
+    }
+  } finally {
+    button.disabled = false;
+    button.textContent = 'Join and share my location';
+  }
+}
+
+// ------------------------------------------------------------------ live view
+
+function startLive() {
+  showView(VIEWS, 'live-view');
+  const title = session.name || 'Location sharing';
+  byId('live-title').textContent = title;
+  document.title = `${title} · Location sharing`;
+  // The form that had focus is gone: start from the top of the live view.
+  byId('live-title').tabIndex = -1;
+  byId('live-title').focus();
+  map = new SlippyMap(byId('map'), { tileUrl: cfg.tileUrl, onUserMove: userMovedMap });
+  person(me.user_id, { display_name: me.display_name, avatar_color: me.avatar_color });
+
+  byId('fit').addEventListener('click', () => {
+    setFollow(false);
+    fitEveryone();
+  });
+  byId('follow').addEventListener('click', () => setFollow(!following));
+  byId('leave').addEventListener('click', leave);
+  byId('retry-now').addEventListener('click', () => socket?.reconnectNow());
+  if (creator?.creator_token) {
+    byId('creator-controls').hidden = false;
+    byId('end-session').addEventListener('click', endSession);
+  }
+
+  socket = new Socket(socketEndpoint(), {
+    params: { token: me.token },
+    onStateChange: connectionChanged,
+    onOpenFailure: (tries) => {
+      if (tries >= PROBE_AFTER_FAILURES && tries % PROBE_AFTER_FAILURES === 0) probe();
+    },
+  });
+  channel = socket.channel(`location:${sid}`, {});
+  presence = new Presence(channel);
+  presence.onSync = renderAll;
+  channel.join()
+    .receive('ok', joinedChannel)
+    .receive('error', ({ reason }) => refused(reason));
+  channel.on('participant_joined', (p) => {
+    person(p.user_id, p);
+    renderAll();
+  });
+  channel.on('participant_left', ({ user_id: userId, reason }) => {
+    if (userId === me.user_id) {
+      finish(
+        reason === 'removed' ? 'You were removed from this session by its creator.'
+          : reason === 'inactive' ? 'You were taken out of this session after a long time without activity.'
+            : 'You left this session (from another tab or device).',
+        'Removed',
+      );
+      storage.forgetMe(sid);
+      return;
+    }
+    const p = people.get(userId);
+    people.delete(userId);
+    map.removeMarker(userId);
+    p?.row?.remove();
+    renderAll();
+    if (p) announceBrief(`${p.display_name} ${reason === 'removed' ? 'was removed' : 'left'}.`);
+  });
+  channel.on('location_update', (u) => {
+    const p = person(u.user_id, {});
+    p.loc = { lat: u.lat, lng: u.lng, accuracy: u.accuracy, at: Date.now() };
+    p.lastSeen = Date.now();
+    drawPerson(p);
+    renderRow(p);
+    maybeAutoFit();
+  });
+  channel.on('session_ended', ({ reason }) => {
+    storage.forgetSession(sid);
+    const why = {
+      ended_by_creator: 'The creator ended this session.',
+      expired: 'This session has reached the end of its time.',
+      inactive: 'This session ended after a long time without activity.',
+    }[reason] ?? 'This session has ended.';
+    finish(`${why} Positions are no longer shared.`, 'Ended');
+  });
+  socket.connect();
+  startGeolocation();
+  setInterval(tick, 1000);
+}
+
+function joinedChannel({ participants = [], locations = [] }) {
+  setConnection('live', 'Live');
+  const now = Date.now();
+  const listed = new Set();
+  for (const p of participants) {
+    listed.add(p.user_id);
+    const person_ = person(p.user_id, p);
+    const seen = Date.parse(p.last_seen);
+    if (Number.isFinite(seen)) person_.lastSeen = Math.max(person_.lastSeen ?? 0, Math.min(seen, now));
+  }
+  // Whoever left while we were away is gone.
+  for (const id of [...people.keys()]) {
+    if (!listed.has(id) && id !== me.user_id) {
+      people.get(id)?.row?.remove();
+      people.delete(id);
+      map.removeMarker(id);
+    }
+  }
+  for (const l of locations) {
+    if (l.user_id === me.user_id) continue;
+    const p = person(l.user_id, {});
+    const age = Math.min(cfg.locationTtlMs, Math.max(0, now - Date.parse(l.timestamp) || 0));
+    p.loc = { lat: l.lat, lng: l.lng, accuracy: l.accuracy, at: now - age };
+    drawPerson(p);
+  }
+  renderAll();
+  maybeAutoFit();
+  // After a reconnect, tell the others where we are at once.
+  if (ownFix) sendPosition(true);
+}
+
+function refused(reason) {
+  if (reason === 'session_ended') {
+    storage.forgetSession(sid);
+    finish('This session has ended.', 'Ended');
+  } else {
+    storage.forgetMe(sid);
+    finish('You are no longer in this session. Reload the page to join again.', 'Removed', true);
+  }
+}
+
+/** The socket keeps failing: ask the API whether the session or our place in it is gone. */
+async function probe() {
+  if (over) return;
+  try {
+    const s = await api.session(sid);
+    if (!s.is_active) {
+      refused('session_ended');
+      return;
+    }
+    const { participants } = await api.participants(sid);
+    if (!participants.some((p) => p.user_id === me.user_id)) refused('not_a_participant');
+  } catch (err) {
+    if (err instanceof ApiError && err.status === 404) refused('session_ended');
+    else if (err instanceof ApiError && err.status >= 500) showBanner(`${err.message} Still trying to reconnect.`);
+    // Network down: the socket keeps retrying and the connection state says so.
+  }
+}
+
+/** Ends the live view: no more sharing, no reconnects. */
+function finish(text, state, offerRejoin = false) {
+  if (over) return;
+  over = true;
+  stopGeolocation();
+  socket?.disconnect();
+  setConnection('closed', state);
+  showBanner(text, offerRejoin);
+  byId('follow').disabled = true;
+  byId('leave').disabled = true;
+  byId('creator-controls').hidden = true;
+  setGeo('Your position is no longer shared.');
+  for (const b of byId('people').querySelectorAll('button.remove')) b.remove();
+  // Nobody's position is shown any more: the server has already forgotten them.
+  for (const p of people.values()) {
+    if (p.id === me.user_id) continue;
+    if (p.loc) p.lastSeen = Math.max(p.lastSeen ?? 0, p.loc.at);
+    p.loc = null;
+    map.removeMarker(p.id);
+  }
+  renderAll();
+}
+
+function showBanner(text, offerRejoin = false) {
+  const banner = byId('banner');
+  banner.replaceChildren(text);
+  if (offerRejoin) {
+    banner.append(' ', el('a', { href: location.pathname, text: 'Join again' }));
+  }
+  banner.append(' ', el('a', { href: '/', text: 'Start a new session' }));
+  banner.hidden = false;
+}
+
+let briefTimer = null;
+function announceBrief(text) {
+  const region = byId('geo-status');
+  const previous = geoText;
+  announce(region, text);
+  clearTimeout(briefTimer);
+  briefTimer = setTimeout(() => announce(region, previous), 4000);
+}
+
+// ------------------------------------------------------------------ connection state
+
+let countdownTimer = null;
+
+function connectionChanged(state, info) {
+  if (over) return;
+  clearInterval(countdownTimer);
+  byId('conn-countdown').textContent = '';
+  byId('retry-now').hidden = true;
+  if (state === SocketState.CONNECTING) {
+    setConnection('connecting', info.tries ? 'Reconnecting…' : 'Connecting…');
+  } else if (state === SocketState.OPEN) {
+    setConnection('connecting', 'Joining…');
+  } else if (state === SocketState.WAITING) {
+    setConnection('waiting', 'Connection lost');
+    byId('retry-now').hidden = false;
+    const show = () => {
+      const s = Math.max(0, Math.ceil((info.at - Date.now()) / 1000));
+      byId('conn-countdown').textContent = s > 0 ? `retry in ${s} s` : 'retrying…';
+    };
+    show();
+    countdownTimer = setInterval(show, 1000);
+  } else if (state === SocketState.CLOSED) {
+    setConnection('closed', 'Disconnected');
+  }
+  tick(); // who is online is unknown while disconnected: the list says so at once
+}
+
+function setConnection(state, text) {
+  const conn = byId('conn');
+  conn.dataset.state = state;
+  if (conn.textContent !== text) conn.textContent = text;
+  if (state === 'live') byId('banner').hidden = over ? byId('banner').hidden : true;
+}
+
+// ------------------------------------------------------------------ people
+
+function person(id, data) {
+  let p = people.get(id);
+  if (!p) {
+    p = { id, display_name: '…', avatar_color: '#555555', lastSeen: null, loc: null, row: null };
+    people.set(id, p);
+  }
+  if (data.display_name) p.display_name = data.display_name;
+  if (data.avatar_color) p.avatar_color = data.avatar_color;
+  return p;
+}
+
+function isOnline(id) {
+  if (over) return false;
+  return !!presence?.state[id] || (id === me.user_id && channel?.isJoined());
+}
+
+function isStale(p) {
+  return !p.loc || Date.now() - p.loc.at > cfg.locationTtlMs;
+}
+
+function drawPerson(p) {
+  if (!p.loc) return;
+  map.setMarker(p.id, {
+    lat: p.loc.lat,
+    lng: p.loc.lng,
+    accuracy: p.loc.accuracy,
+    color: p.avatar_color,
+    label: p.id === me.user_id ? `${p.display_name} (you)` : p.display_name,
+    // Our own fix stays current while the device keeps watching (a still phone reports no new
+    // fix, but the position is re-sent); anyone else's fades once older than the server keeps it.
+    stale: p.id === me.user_id ? over || geoBlocked : isStale(p),
+    self: p.id === me.user_id,
+  });
+}
+
+function statusText(p) {
+  const self = p.id === me.user_id;
+  const now = Date.now();
+  if (self) {
+    if (over) return 'You · not sharing any more';
+    if (!ownFix) return geoBlocked ? 'You · position not shared' : 'You · waiting for your position';
+    return `You · position ${ago(now - p.loc.at)}`;
+  }
+  // Who is online is known only while joined; otherwise say only what we last saw.
+  const known = !over && !!channel?.isJoined();
+  const online = known && isOnline(p.id);
+  const prefix = known ? (online ? 'Online · ' : 'Offline · ') : '';
+  let rest;
+  if (p.loc) rest = `${isStale(p) ? 'last position' : 'position'} ${ago(now - p.loc.at)}`;
+  else if (online) rest = 'no position shared';
+  else rest = p.lastSeen ? `last seen ${ago(now - p.lastSeen)}` : 'not seen yet';
+  const text = prefix + rest;
+  return text.charAt(0).toUpperCase() + text.slice(1);
+}
+
+function renderRow(p) {
+  if (!p.row) {
+    const swatch = el('span', { class: 'swatch' });
+    const name = el('span', { class: 'person-name' });
+    const status = el('span', { class: 'person-status' });
+    const show = el('button', {
+      type: 'button',
+      class: 'small show',
+      text: 'Show',
+      on: {
+        click: () => {
+          if (!p.loc) return;
+          setFollow(false);
+          autoFit = false;
+          map.setView(p.loc.lat, p.loc.lng, Math.max(map.zoom, 15));
+        },
+      },
+    });
+    const row = el('li', { dataset: { userId: p.id } }, swatch, el('span', { class: 'person-main' }, name, status), show);
+    if (creator?.creator_token && p.id !== me.user_id && !over) {
+      row.append(el('button', {
+        type: 'button',
+        class: 'small danger-outline remove',
+        text: 'Remove',
+        on: { click: () => removePerson(p) },
+      }));
+    }
+    p.row = row;
+    p.parts = { swatch, name, status, show };
+  }
+  const { swatch, name, status, show } = p.parts;
+  swatch.style.backgroundColor = p.avatar_color;
+  const label = p.id === me.user_id ? `${p.display_name} (you)` : p.display_name;
+  if (name.textContent !== label) name.textContent = label;
+  const text = statusText(p);
+  if (status.textContent !== text) status.textContent = text;
+  show.disabled = !p.loc;
+  show.setAttribute('aria-label', `Show ${p.display_name} on the map`);
+  p.row.querySelector('.remove')?.setAttribute('aria-label', `Remove ${p.display_name}`);
+  p.row.classList.toggle('offline', !isOnline(p.id));
+}
+
+/** Rows in order: you, then who is online, then by name; nodes move only when the order changes. */
+function renderAll() {
+  const list = byId('people');
+  const ordered = [...people.values()].sort((a, b) =>
+    (b.id === me.user_id) - (a.id === me.user_id) ||
+    isOnline(b.id) - isOnline(a.id) ||
+    a.display_name.localeCompare(b.display_name));
+  ordered.forEach((p, i) => {
+    renderRow(p);
+    if (list.children[i] !== p.row) list.insertBefore(p.row, list.children[i] ?? null);
+  });
+  byId('people-title').textContent = `People (${people.size})`;
+}
+
+function tick() {
+  for (const p of people.values()) {
+    if (p.loc) drawPerson(p);
+    if (p.row) renderRow(p);
+  }
+}
+
+async function removePerson(p) {
+  if (!creator?.creator_token || over) return;
+  if (!window.confirm(`Remove ${p.display_name} from the session? They will see that you removed them.`)) return;
+  try {
+    await api.remove(sid, p.id, creator.creator_token);
+  } catch (err) {
+    showBanner(err instanceof ApiError ? err.message : 'Could not remove them.');
+  }
+}
+
+async function endSession() {
+  if (!creator?.creator_token || over) return;
+  if (!window.confirm('End this session for everyone? Nobody will be able to share in it again.')) return;
+  try {
+    await api.end(sid, creator.creator_token);
+  } catch (err) {
+    if (!(err instanceof ApiError && err.status === 410)) {
+      showBanner(err instanceof ApiError ? err.message : 'Could not end the session.');
+      return;
+    }
+  }
+  storage.forgetSession(sid);
+  finish('You ended this session for everyone.', 'Ended');
+}
+
+async function leave() {
+  if (over) return;
+  if (!window.confirm('Leave this session? The others will see that you left.')) return;
+  const button = byId('leave');
+  button.disabled = true;
+  try {
+    await api.remove(sid, me.user_id, me.token);
+  } catch (err) {
+    // 401: our place was already gone; anything else: say so and stay.
+    if (!(err instanceof ApiError && (err.status === 401 || err.status === 404 || err.status === 410))) {
+      button.disabled = false;
+      showBanner(err instanceof ApiError ? err.message : 'Could not leave. Please try again.');
+      return;
+    }
+  }
+  storage.forgetMe(sid);
+  finish('You left this session. Your position is no longer shared.', 'Left', true);
+}
+
+// ------------------------------------------------------------------ map view
+
+let autoFit = true;
+let following = false;
+
+function userMovedMap() {
+  autoFit = false;
+  setFollow(false);
+}
+
+function setFollow(on) {
+  following = on && !!ownFix;
+  byId('follow').setAttribute('aria-pressed', String(following));
+  if (following) map.setView(ownFix.lat, ownFix.lng, Math.max(map.zoom, 15));
+}
+
+function positions() {
+  return [...people.values()].filter((p) => p.loc).map((p) => p.loc);
+}
+
+function fitEveryone() {
+  const all = positions();
+  const fresh = all.filter((l) => Date.now() - l.at <= cfg.locationTtlMs);
+  map.fitPoints(fresh.length ? fresh : all);
+}
+
+function maybeAutoFit() {
+  if (autoFit && !following) fitEveryone();
+}
+
+// ------------------------------------------------------------------ geolocation
+
+let watchId = null;
+let ownFix = null; // {lat, lng, accuracy, heading, speed, at}
+let geoBlocked = false;
+let geoText = '';
+let lastSentAt = 0;
+let sendTimer = null;
+let refreshTimer = null;
+
+function setGeo(text, kind = 'info') {
+  geoText = text;
+  announce(byId('geo-status'), text, kind);
+}
+
+function startGeolocation() {
+  if (!window.isSecureContext) {
+    return geoOff('browsers only give out a position to pages opened over https. Ask for an https link.');
+  }
+  if (!('geolocation' in navigator)) {
+    return geoOff('this browser has no location service.');
+  }
+  setGeo('Asking for your position… Allow location access to share it.');
+  watchId = navigator.geolocation.watchPosition(onFix, onGeoError, {
+    enableHighAccuracy: true,
+    maximumAge: 5000,
+    timeout: 30_000,
+  });
+  refreshTimer = setInterval(() => {
+    if (ownFix && Date.now() - lastSentAt >= SEND_REFRESH_MS) sendPosition(true);
+  }, 2000);
+  // If location access is granted later (from the browser's site settings), start sharing.
+  navigator.permissions?.query({ name: 'geolocation' }).then((status) => {
+    status.addEventListener('change', () => {
+      if (status.state === 'granted' && geoBlocked && !over) {
+        geoBlocked = false;
+        stopGeolocation();
+        startGeolocation();
+      }
+    });
+  }).catch(() => {});
+}
+
+function stopGeolocation() {
+  if (watchId !== null) navigator.geolocation.clearWatch(watchId);
+  watchId = null;
+  clearInterval(refreshTimer);
+  clearTimeout(sendTimer);
+}
+
+function geoOff(why) {
+  geoBlocked = true;
+  setGeo(`Your position is not shared: ${why} You can still follow the others on the map.`, 'warning');
+  byId('follow').disabled = true;
+  byId('follow').title = 'Your position is not shared';
+  const self = people.get(me.user_id);
+  if (self?.row) renderRow(self);
+}
+
+function onGeoError(err) {
+  if (over) return;
+  if (err.code === err.PERMISSION_DENIED) {
+    stopGeolocation();
+    geoOff('location access is blocked for this site. To share, allow location for this site in your browser settings; the page picks it up by itself.');
+  } else if (err.code === err.POSITION_UNAVAILABLE) {
+    geoOff('your device cannot find its position right now (is location turned on?). It keeps trying.');
+  } else if (!ownFix) {
+    setGeo('Still waiting for your position…');
+  }
+}
+
+function onFix(pos) {
+  if (over) return;
+  const c = pos.coords;
+  if (!Number.isFinite(c.latitude) || !Number.isFinite(c.longitude)) return;
+  const first = !ownFix;
+  ownFix = {
+    lat: c.latitude,
+    lng: c.longitude,
+    accuracy: Number.isFinite(c.accuracy) ? Math.min(c.accuracy, 100_000) : undefined,
+    heading: Number.isFinite(c.heading) && c.heading >= 0 && c.heading < 360 ? c.heading : undefined,
+    speed: Number.isFinite(c.speed) && c.speed >= 0 ? c.speed : undefined,
+    at: Date.now(),
+  };
+  if (geoBlocked || first) {
+    geoBlocked = false;
+    byId('follow').disabled = false;
+    byId('follow').removeAttribute('title');
+  }
+  const accuracy = ownFix.accuracy !== undefined ? ` (within ${Math.round(ownFix.accuracy)} m)` : '';
+  const text = `Sharing your position${accuracy}.`;
+  if (first || !geoText.startsWith('Sharing')) setGeo(text);
+  else geoText = text; // quiet update: no announcement for every fix
+  const self = person(me.user_id, {});
+  self.loc = { ...ownFix };
+  self.lastSeen = ownFix.at;
+  drawPerson(self);
+  renderRow(self);
+  if (following) map.setView(ownFix.lat, ownFix.lng);
+  else if (first) maybeAutoFit();
+  sendPosition(false);
+}
+
+/** Sends the latest fix, at most once a second (a later fix waits for the next slot). */
+function sendPosition(force) {
+  if (!ownFix || over) return;
+  const wait = SEND_MIN_INTERVAL_MS - (Date.now() - lastSentAt);
+  if (!force && wait > 0) {
+    if (!sendTimer) sendTimer = setTimeout(() => { sendTimer = null; sendPosition(true); }, wait);
+    return;
+  }
+  if (!channel?.isJoined()) return; // sent again on (re)join
+  lastSentAt = Date.now();
+  const { lat, lng, accuracy, heading, speed } = ownFix;
+  const payload = { lat, lng };
+  if (accuracy !== undefined) payload.accuracy = accuracy;
+  if (heading !== undefined) payload.heading = heading;
+  if (speed !== undefined) payload.speed = speed;
+  channel.push('location_update', payload).receive('error', ({ reason }) => {
+    if (reason === 'invalid_location') console.warn('the server refused a position', payload);
+    // rate_limited: the next fix goes out anyway.
+  });
+}
+
+init();
