@@ -182,8 +182,10 @@ impl SessionActor {
             if h.vsn == Vsn::Plain {
                 send(h, Outgoing::Close(1011, "session restarting"));
             } else {
-                send(h, frame(encode_lifecycle(h.vsn, &entry.join_ref, &self.topic, "phx_error"), false));
+                // The socket forgets the channel before the client can read that it is gone, so a
+                // push sent on reading it is answered as a push to no channel.
                 send(h, Outgoing::ChannelGone(entry.join_ref.clone()));
+                send(h, frame(encode_lifecycle(h.vsn, &entry.join_ref, &self.topic, "phx_error"), false));
             }
         }
         self.sockets.clear();
@@ -601,8 +603,8 @@ impl SessionActor {
         for entry in self.sockets.values() {
             let h = &entry.handle;
             if h.vsn != Vsn::Plain {
-                send(h, frame(encode_lifecycle(h.vsn, &entry.join_ref, &self.topic, "phx_close"), false));
                 send(h, Outgoing::ChannelGone(entry.join_ref.clone()));
+                send(h, frame(encode_lifecycle(h.vsn, &entry.join_ref, &self.topic, "phx_close"), false));
             }
             match (reason, h.vsn) {
                 (EndReason::Expired, _) => send(h, Outgoing::Close(1008, "token expired")),
