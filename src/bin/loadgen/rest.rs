@@ -1,0 +1,64 @@
+//! `rest`: `--concurrency` clients, each on its own keep-alive connection, doing
+//! POST /api/sessions then POST /api/sessions/{id}/join as fast as answered, for `--duration`.
+
+use std::rc::Rc;
+use std::sync::mpsc;
+use std::time::Instant;
+
+use crate::http::{self, Client};
+use crate::sys;
+use crate::worker::{sleep_until_ns, wait_go, Env, Go};
+
+/// A thread's part of a rest run.
+pub async fn run(env: Rc<Env>, ready: mpsc::Sender<()>, go: Go) {
+    let _ = ready.send(());
+    let Some(t0_wall) = wait_go(go).await else { return };
+    let a = &env.args;
+    let clock = env.clock;
+    let t0 = clock.ns_of_wall_us(t0_wall);
+    let end = t0 + (a.duration * 1e9) as u64;
+    sleep_until_ns(&clock, t0).await;
+    let mut tasks = Vec::new();
+    for w in (env.gid..a.concurrency).step_by(env.groups) {
+        let env = env.clone();
+        tasks.push(tokio::task::spawn_local(async move {
+            let client = Client::new(env.args.urls[0].clone(), env.args.source_addrs, w);
+            while env.clock.now_ns() < end && !sys::stopped() {
+                let started = Instant::now();
+                let created = http::create_session(&client).await;
+                let session_id = match created {
+                    Ok(id) => {
+                        env.stats.add("create_ok", 1);
+                        env.stats.record("create", started.elapsed().as_micros() as i64);
+                        id
+                    }
+                    Err(e) => {
+                        env.stats.add("create_failed", 1);
+                        env.stats.fail(&e.detail);
+                        // Do not spin on a server that refuses.
+                        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+                        continue;
+                    }
+                };
+                let started = Instant::now();
+                match http::join(&client, &session_id, "rest-bench").await {
+                    Ok(_) => {
+                        env.stats.add("join_ok", 1);
+                        env.stats.record("join", started.elapsed().as_micros() as i64);
+                    }
+                    Err(e) => {
+                        env.stats.add("join_failed", 1);
+                        env.stats.fail(&e.detail);
+                        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+                    }
+                }
+            }
+        }));
+    }
+    for t in tasks {
+        let _ = t.await;
+    }
+    if sys::stopped() {
+        env.stats.add("interrupted", 1);
+    }
+}

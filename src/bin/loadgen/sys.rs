@@ -1,0 +1,143 @@
+//! The operating system: the file limit, and a server's CPU time and memory from /proc.
+
+use std::io;
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+
+/// Set by Ctrl-C: every loop winds down and the partial report is printed.
+pub static STOP: AtomicBool = AtomicBool::new(false);
+static SIGNALS: AtomicU32 = AtomicU32::new(0);
+
+/// Whether a stop was asked.
+pub fn stopped() -> bool {
+    STOP.load(Ordering::Relaxed)
+}
+
+extern "C" fn on_sigint(_: libc::c_int) {
+    // Only async-signal-safe work here: atomics, and _exit on the second Ctrl-C.
+    STOP.store(true, Ordering::SeqCst);
+    if SIGNALS.fetch_add(1, Ordering::SeqCst) >= 1 {
+        // SAFETY: _exit is async-signal-safe.
+        unsafe { libc::_exit(130) };
+    }
+}
+
+/// Ctrl-C (and SIGTERM) set [`STOP`]; a second one exits at once.
+pub fn install_signal_handlers() {
+    let handler = on_sigint as extern "C" fn(libc::c_int) as libc::sighandler_t;
+    // SAFETY: the handler only touches atomics and calls _exit.
+    unsafe {
+        libc::signal(libc::SIGINT, handler);
+        libc::signal(libc::SIGTERM, handler);
+    }
+}
+
+/// Raises the soft file limit to the hard one; returns the soft limit now in force.
+pub fn raise_nofile_limit() -> u64 {
+    let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: getrlimit/setrlimit with a valid pointer to a local.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 {
+            return 1024;
+        }
+        if lim.rlim_cur < lim.rlim_max {
+            let want = libc::rlimit { rlim_cur: lim.rlim_max, rlim_max: lim.rlim_max };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &want) == 0 {
+                lim.rlim_cur = lim.rlim_max;
+            }
+        }
+    }
+    lim.rlim_cur
+}
+
+fn clock_ticks() -> f64 {
+    // SAFETY: sysconf has no preconditions.
+    let t = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    if t > 0 {
+        t as f64
+    } else {
+        100.0
+    }
+}
+
+/// utime + stime of a `/proc/PID/stat` line, in clock ticks.
+pub fn parse_stat_ticks(stat: &str) -> Option<u64> {
+    // The command name is in parentheses and may hold spaces: fields count from after the last ')'.
+    let after = &stat[stat.rfind(')')? + 1..];
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    // After the name: state is field 3, so utime (14) and stime (15) are at 11 and 12.
+    let utime: u64 = fields.get(11)?.parse().ok()?;
+    let stime: u64 = fields.get(12)?.parse().ok()?;
+    Some(utime + stime)
+}
+
+/// VmRSS of a `/proc/PID/status` text, bytes.
+pub fn parse_status_rss(status: &str) -> Option<u64> {
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
+}
+
+/// CPU time (user + system) a process used so far, seconds.
+pub fn cpu_seconds(pid: u32) -> io::Result<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    let ticks = parse_stat_ticks(&stat).ok_or_else(|| io::Error::other("unreadable /proc stat"))?;
+    Ok(ticks as f64 / clock_ticks())
+}
+
+/// Resident memory of a process, bytes.
+pub fn rss_bytes(pid: u32) -> io::Result<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    parse_status_rss(&status).ok_or_else(|| io::Error::other("no VmRSS in /proc status"))
+}
+
+/// The CPU time this process used so far (all threads), seconds.
+pub fn own_cpu_seconds() -> f64 {
+    cpu_seconds(std::process::id()).unwrap_or(0.0)
+}
+
+/// CPU and memory of the server processes, summed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Sample {
+    /// Seconds of CPU used so far.
+    pub cpu_seconds: f64,
+    /// Resident memory, bytes.
+    pub rss_bytes: u64,
+}
+
+/// Reads every server process; `None` when none is given or one cannot be read.
+pub fn sample(pids: &[u32]) -> Option<Sample> {
+    if pids.is_empty() {
+        return None;
+    }
+    let mut s = Sample::default();
+    for &pid in pids {
+        s.cpu_seconds += cpu_seconds(pid).ok()?;
+        s.rss_bytes += rss_bytes(pid).ok()?;
+    }
+    Some(s)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_proc_files() {
+        let stat = "1234 (my (odd) server) S 1 1234 1234 0 -1 4194560 500 0 0 0 250 75 0 0 20 0 9 0 100 0 0";
+        assert_eq!(parse_stat_ticks(stat), Some(325));
+        assert_eq!(parse_stat_ticks("garbage"), None);
+        let status = "Name:\tx\nVmPeak:\t  9000 kB\nVmRSS:\t  2048 kB\nThreads:\t4\n";
+        assert_eq!(parse_status_rss(status), Some(2048 * 1024));
+        assert_eq!(parse_status_rss("Name: x\n"), None);
+    }
+
+    #[test]
+    fn reads_this_process() {
+        let me = std::process::id();
+        assert!(rss_bytes(me).is_ok_and(|r| r > 0));
+        assert!(cpu_seconds(me).is_ok_and(|c| c >= 0.0));
+        assert!(sample(&[me]).is_some());
+        assert_eq!(sample(&[]), None);
+        assert!(raise_nofile_limit() >= 256);
+    }
+}
