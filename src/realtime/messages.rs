@@ -122,6 +122,8 @@ pub struct JoinSession {
     pub socket: SocketHandle,
     /// The `phx_join` being answered.
     pub reply: ReplyTo,
+    /// The socket's arbiter, where a new session actor is best started.
+    pub arbiter: actix::dev::ArbiterHandle,
 }
 
 /// Command (session actor): the session-side half of [`JoinSession`].

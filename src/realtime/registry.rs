@@ -45,16 +45,20 @@ impl SessionRegistry {
         }
     }
 
-    fn session(&mut self, id: SessionId, ctx: &mut Context<Self>) -> Addr<SessionActor> {
+    /// The session's actor, started if need be: on `near` (the arbiter of the socket that asks,
+    /// so a session and its first sockets share a thread and fan-out needs no thread hop), else
+    /// on the next of the registry's own arbiters.
+    fn session(&mut self, id: SessionId, near: Option<ArbiterHandle>, ctx: &mut Context<Self>) -> Addr<SessionActor> {
         if let Some(addr) = self.sessions.get(&id).filter(|a| a.connected()) {
             return addr.clone();
         }
         let (deps, me) = (self.deps.clone(), ctx.address());
-        self.next_arbiter = (self.next_arbiter + 1) % self.arbiters.len();
-        let addr = match self.arbiters.get(self.next_arbiter) {
-            Some(arbiter) => {
-                SessionActor::start_in_arbiter(&arbiter.handle(), move |_| SessionActor::new(id, deps, me))
-            }
+        let arbiter = near.or_else(|| {
+            self.next_arbiter = (self.next_arbiter + 1) % self.arbiters.len().max(1);
+            self.arbiters.get(self.next_arbiter).map(Arbiter::handle)
+        });
+        let addr = match arbiter {
+            Some(arbiter) => SessionActor::start_in_arbiter(&arbiter, move |_| SessionActor::new(id, deps, me)),
             None => SessionActor::new(id, deps, me).start(),
         };
         self.sessions.insert(id, addr.clone());
@@ -96,7 +100,7 @@ impl Handler<JoinSession> for SessionRegistry {
     type Result = ResponseActFuture<Self, Result<Addr<SessionActor>, JoinRefusal>>;
 
     fn handle(&mut self, msg: JoinSession, ctx: &mut Context<Self>) -> Self::Result {
-        let addr = self.session(msg.session, ctx);
+        let addr = self.session(msg.session, Some(msg.arbiter.clone()), ctx);
         let connect = addr.send(Connect { socket: msg.socket.clone(), reply: msg.reply.clone() });
         Box::pin(connect.into_actor(self).then(move |result, act, ctx| -> JoinFuture {
             match result {
@@ -107,7 +111,7 @@ impl Handler<JoinSession> for SessionRegistry {
                     if act.sessions.get(&msg.session) == Some(&addr) {
                         act.sessions.remove(&msg.session);
                     }
-                    let fresh = act.session(msg.session, ctx);
+                    let fresh = act.session(msg.session, Some(msg.arbiter), ctx);
                     let connect = fresh.send(Connect { socket: msg.socket, reply: msg.reply });
                     let retried = async move {
                         match connect.await {
@@ -199,7 +203,7 @@ impl Handler<SessionStopped> for SessionRegistry {
             self.deps.metrics.session_restarts.inc();
             if self.restart_allowed(msg.session) {
                 log::warn!("restarting the actor of session {}", msg.session);
-                self.session(msg.session, ctx);
+                self.session(msg.session, None, ctx);
             } else {
                 log::error!("session {} keeps crashing; it restarts on the next join", msg.session);
             }

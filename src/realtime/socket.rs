@@ -213,7 +213,12 @@ impl SocketActor {
             outbox: self.outbox.clone(),
             wake: ctx.address().recipient(),
         };
-        let request = self.registry.send(JoinSession { session: self.who.session, socket: handle, reply: to.clone() });
+        let request = self.registry.send(JoinSession {
+            session: self.who.session,
+            socket: handle,
+            reply: to.clone(),
+            arbiter: Arbiter::current(),
+        });
         ctx.wait(request.into_actor(self).map(move |result, act, ctx| {
             let still_current = act.channel.as_ref().is_some_and(|c| c.join_ref == join_ref);
             match result {
