@@ -9,6 +9,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 
+use crate::ws_client::{loc, WsClient};
+
 use crate::helpers::{
     assert_keys, spawn_app, spawn_app_with, test_database_url, test_redis_url, without_redis, Resp, TestApp,
 };
@@ -216,7 +218,7 @@ fn split_pg_url(url: &str) -> (String, impl Fn(&str) -> String + '_) {
 }
 
 #[actix_rt::test]
-async fn a_database_that_goes_down_gives_503_quickly() {
+async fn a_database_that_goes_down_gives_503_quickly_while_sockets_keep_streaming() {
     let Some(database_url) = test_database_url() else {
         eprintln!("skipped: the database outage test needs PostgreSQL (TEST_DATABASE_URL)");
         return;
@@ -230,10 +232,23 @@ async fn a_database_that_goes_down_gives_503_quickly() {
     .await;
 
     let session = app.new_session().await;
-    app.join_as(&session.id, "Ana").await;
+    let ana = app.join_as(&session.id, "Ana").await;
+    let bo = app.join_as(&session.id, "Bo").await;
+    let mut ana_socket = WsClient::joined(&app, &ana.token, &session.id).await;
+    let mut bo_socket = WsClient::joined(&app, &bo.token, &session.id).await;
     app.get("/health/ready").await.assert_status(200, "ready before");
 
     proxy.kill();
+
+    // Live sockets keep streaming: the location path never touches SQL.
+    let topic = format!("location:{}", session.id);
+    let reply = ana_socket.location(&topic, loc(12.5, 34.5)).await;
+    assert_eq!(reply.status, "ok", "location while the database is down: {}", reply.msg.raw);
+    let got = bo_socket.next_event("location_update").await;
+    assert_eq!(
+        (got.payload["lat"].as_f64(), got.payload["user_id"].as_str()),
+        (Some(12.5), Some(ana.user_id.as_str()))
+    );
 
     let started = Instant::now();
     let resp = app.create_session(&json!({})).await;
