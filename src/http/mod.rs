@@ -52,6 +52,13 @@ pub struct AppState {
     pub drain: Arc<Drain>,
 }
 
+impl AppState {
+    /// `SESSION_INACTIVITY_SECONDS` as the domain's duration.
+    pub fn inactivity(&self) -> chrono::Duration {
+        sessions::chrono_duration(self.settings.limits.session_inactivity)
+    }
+}
+
 /// Mounts every route.
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.service(

@@ -180,7 +180,7 @@ pub async fn remove(
         }
     }
     let session = load(&state, sid, now).await?;
-    if session.end_reason(now, chrono_duration(state.settings.limits.session_inactivity)).is_some() {
+    if session.end_reason(now, state.inactivity()).is_some() {
         return Err(ApiError::SessionEnded);
     }
     let removed = state.db.run(move |conn| db::participants::remove(conn, sid, uid, reason, now)).await?;

@@ -151,7 +151,7 @@ pub async fn show(state: web::Data<AppState>, path: web::Path<String>) -> Result
     let id = session_id(&path)?;
     let now = Utc::now();
     let session = load(&state, id, now).await?;
-    let active = session.is_active(now, chrono_duration(state.settings.limits.session_inactivity));
+    let active = session.is_active(now, state.inactivity());
     Ok(HttpResponse::Ok().json(SessionView::new(&session, active)))
 }
 
@@ -181,7 +181,7 @@ pub async fn end(
     }
     let now = now();
     let session = load(&state, id, now).await?;
-    if session.end_reason(now, chrono_duration(state.settings.limits.session_inactivity)).is_some() {
+    if session.end_reason(now, state.inactivity()).is_some() {
         return Err(ApiError::SessionEnded);
     }
     let ended = state.db.run(move |conn| db::sessions::mark_ended(conn, id, EndReason::EndedByCreator, now)).await?;

@@ -72,7 +72,7 @@ pub async fn upgrade(
         ApiError::NotFound(_) => ApiError::Forbidden("session has ended"),
         other => other,
     })?;
-    let inactivity = super::sessions::chrono_duration(state.settings.limits.session_inactivity);
+    let inactivity = state.inactivity();
     if session.end_reason(now, inactivity).is_some() {
         return Err(ApiError::Forbidden("session has ended").into());
     }
