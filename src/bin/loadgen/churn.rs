@@ -14,7 +14,7 @@ use tokio::sync::OnceCell;
 use crate::http::{self, source_addr, Client};
 use crate::schedule::cycle_due_ns;
 use crate::sys;
-use crate::worker::{sleep_until_ns, wait_go, Env, Go};
+use crate::worker::{sleep_precisely_until_ns, wait_go, Env, Go};
 use crate::ws;
 
 /// How long one cycle may take.
@@ -36,10 +36,11 @@ pub async fn run(env: Rc<Env>, ready: mpsc::Sender<()>, go: Go) {
     let max_in_flight = ((a.rate * 5.0) as usize).clamp(64, 8192).div_ceil(env.groups).max(16);
     let mut local: u64 = 0;
     let mut slot: (u64, SessionSlot) = (u64::MAX, Rc::new(OnceCell::new()));
+    let timer = sys::PreciseTimer::new().ok();
     for c in (env.gid as u64..total).step_by(env.groups) {
         let due = cycle_due_ns(t0, a.rate, c);
         if due > clock.now_ns() {
-            sleep_until_ns(&clock, due).await;
+            sleep_precisely_until_ns(&clock, timer.as_ref(), due).await;
         }
         if sys::stopped() {
             env.stats.add("interrupted", 1);

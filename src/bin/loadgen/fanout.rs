@@ -23,7 +23,7 @@ use crate::http::{self, source_addr, Client};
 use crate::schedule::Schedule;
 use crate::sys;
 use crate::timefmt::{format_micros, parse_micros, wall_now_us};
-use crate::worker::{sleep_until_ns, wait_go, Env, Go};
+use crate::worker::{sleep_precisely_until_ns, sleep_until_ns, wait_go, Env, Go};
 use crate::ws::{self, classify, Frame, Ws};
 
 /// The sessions of a run: `(session index, participants)`, and the sockets in all.
@@ -163,6 +163,7 @@ async fn ticker(
     if entries.is_empty() {
         return;
     }
+    let timer = sys::PreciseTimer::new().ok();
     let mut k: u64 = 0;
     let mut idx = 0;
     loop {
@@ -176,7 +177,7 @@ async fn ticker(
             return;
         }
         if due > clock.now_ns() {
-            sleep_until_ns(&clock, due).await;
+            sleep_precisely_until_ns(&clock, timer.as_ref(), due).await;
             continue; // re-check the run (it may have been cut short) before notifying
         }
         notify.notify_one();

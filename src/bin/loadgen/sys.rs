@@ -1,7 +1,12 @@
 //! The operating system: the file limit, and a server's CPU time and memory from /proc.
 
 use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::time::Instant;
+
+use tokio::io::unix::AsyncFd;
+use tokio::io::Interest;
 
 /// Set by Ctrl-C: every loop winds down and the partial report is printed.
 pub static STOP: AtomicBool = AtomicBool::new(false);
@@ -47,6 +52,62 @@ pub fn raise_nofile_limit() -> u64 {
         }
     }
     lim.rlim_cur
+}
+
+/// A timer that wakes within microseconds of its deadline (a `timerfd`, with the thread's timer
+/// slack cut to 1 ns). tokio's own timers round a deadline up to the next millisecond, which
+/// would add the generator's lateness, not the server's, to every latency it measures.
+pub struct PreciseTimer {
+    fd: AsyncFd<OwnedFd>,
+}
+
+impl PreciseTimer {
+    /// A timer for this thread's event loop.
+    pub fn new() -> io::Result<Self> {
+        // SAFETY: plain syscalls; the fd is owned by the OwnedFd right after it is checked.
+        let fd = unsafe {
+            libc::prctl(libc::PR_SET_TIMERSLACK, 1 as libc::c_ulong);
+            let fd = libc::timerfd_create(libc::CLOCK_MONOTONIC, libc::TFD_NONBLOCK | libc::TFD_CLOEXEC);
+            if fd < 0 {
+                return Err(io::Error::last_os_error());
+            }
+            OwnedFd::from_raw_fd(fd)
+        };
+        // SAFETY: the OwnedFd is moved into the AsyncFd, so the fd stays open as long as it does.
+        Ok(Self { fd: unsafe { AsyncFd::register_with_interest(fd, Interest::READABLE)? } })
+    }
+
+    /// Sleeps until `at`.
+    pub async fn sleep_until(&self, at: Instant) -> io::Result<()> {
+        let left = at.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Ok(());
+        }
+        let zero = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+        let value = libc::timespec { tv_sec: left.as_secs() as libc::time_t, tv_nsec: left.subsec_nanos() as _ };
+        let spec = libc::itimerspec { it_interval: zero, it_value: value };
+        // SAFETY: a valid timerfd and a pointer to a local itimerspec.
+        if unsafe { libc::timerfd_settime(self.fd.as_raw_fd(), 0, &spec, std::ptr::null_mut()) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        loop {
+            let mut guard = self.fd.readable().await?;
+            let read = guard.try_io(|fd| {
+                let mut expirations = [0u8; 8];
+                // SAFETY: reads at most 8 bytes into a local buffer of 8.
+                let n = unsafe { libc::read(fd.as_raw_fd(), expirations.as_mut_ptr().cast(), expirations.len()) };
+                if n < 0 {
+                    Err(io::Error::last_os_error())
+                } else {
+                    Ok(())
+                }
+            });
+            match read {
+                Ok(result) => return result,
+                Err(_would_block) => continue,
+            }
+        }
+    }
 }
 
 fn clock_ticks() -> f64 {

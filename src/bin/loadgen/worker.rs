@@ -42,6 +42,20 @@ pub async fn sleep_until_ns(clock: &Clock, ns: u64) {
     }
 }
 
+/// Sleeps until a clock reading with a [`sys::PreciseTimer`] (tokio's timer when there is none),
+/// or until a stop.
+pub async fn sleep_precisely_until_ns(clock: &Clock, timer: Option<&sys::PreciseTimer>, ns: u64) {
+    let Some(timer) = timer else { return sleep_until_ns(clock, ns).await };
+    tokio::select! {
+        r = timer.sleep_until(clock.instant(ns)) => {
+            if r.is_err() {
+                sleep_until_ns(clock, ns).await;
+            }
+        }
+        () = stop_signal() => {}
+    }
+}
+
 /// The start signal: the run's t0 as wall-clock µs, or `None` to stop before starting.
 pub type Go = tokio::sync::oneshot::Receiver<Option<i64>>;
 
