@@ -6,9 +6,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use actix::{Actor, Addr};
+use actix_http::HttpService;
+use actix_service::map_config;
+use actix_web::dev::AppConfig;
 use actix_web::dev::Server;
 use actix_web::middleware::{from_fn, ErrorHandlers, NormalizePath, TrailingSlash};
-use actix_web::{web, App, HttpServer};
+use actix_web::{web, App};
 
 use crate::auth::Tokens;
 use crate::config::Settings;
@@ -20,6 +23,7 @@ use crate::ops::drain::{self, Drain};
 use crate::ops::metrics::Metrics;
 use crate::realtime::cluster::ClusterBus;
 use crate::realtime::session::SessionDeps;
+use crate::realtime::transport::Takeover;
 use crate::realtime::SessionRegistry;
 use crate::store::memory::MemoryStore;
 use crate::store::redis::{RedisError, RedisPool, RedisStore};
@@ -123,7 +127,7 @@ impl Application {
             registry: registry.clone(),
             drain: drain.clone(),
         });
-        let server = HttpServer::new(move || {
+        let make_app = move || {
             App::new()
                 .app_data(state.clone())
                 .wrap(ErrorHandlers::new().default_handler(middleware::phoenix_error_body))
@@ -135,15 +139,25 @@ impl Application {
                 .default_service(web::to(|| async {
                     Err::<actix_web::HttpResponse, _>(ApiError::NotFound("Not Found"))
                 }))
-        })
-        // Our own signal handling drains first; what is left of the grace goes to in-flight requests.
-        .disable_signals()
-        // Frames are small and latency matters: no Nagle delay on replies and pushes.
-        .tcp_nodelay(true)
-        .shutdown_timeout(grace.saturating_sub(drain.spread() + Duration::from_secs(3)).as_secs().max(1))
-        .listen(listener)
-        .map_err(|source| StartupError::Bind { address: format!("port {port}"), source })?
-        .run();
+        };
+        // actix-web's HttpServer, assembled by hand to add the upgrade service: upgrade requests
+        // go through the same app, and an accepted WebSocket then owns its connection.
+        let server = actix_server::Server::build()
+            // Our own signal handling drains first; what is left of the grace goes to in-flight requests.
+            .disable_signals()
+            .shutdown_timeout(grace.saturating_sub(drain.spread() + Duration::from_secs(3)).as_secs().max(1))
+            .listen("location-sharing", listener, move || {
+                let config = |_| AppConfig::default();
+                HttpService::build()
+                    // Frames are small and latency matters: no Nagle delay on replies and pushes.
+                    .tcp_nodelay(true)
+                    .client_disconnect_timeout(Duration::from_secs(1))
+                    .upgrade(Takeover::new(map_config(make_app(), config)))
+                    .finish(map_config(make_app(), config))
+                    .tcp()
+            })
+            .map_err(|source| StartupError::Bind { address: format!("port {port}"), source })?
+            .run();
         log::info!("listening on port {port}");
         actix_web::rt::spawn(drain::on_signal(drain.clone(), server.handle(), sockets));
         Ok(Self { port, server, registry, drain })

@@ -33,11 +33,7 @@ struct SocketParams {
         (status = 503, description = "Draining for shutdown, or the database is down", body = super::openapi::ErrorBody),
     )
 )]
-pub async fn upgrade(
-    state: web::Data<AppState>,
-    req: HttpRequest,
-    stream: web::Payload,
-) -> Result<HttpResponse, actix_web::Error> {
+pub async fn upgrade(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpResponse, actix_web::Error> {
     if state.drain.is_draining() {
         return Err(ApiError::Unavailable("server is shutting down; reconnect elsewhere").into());
     }
@@ -78,7 +74,7 @@ pub async fn upgrade(
     }
     let who = SocketIdentity { participant, session: claims.sid, expires_at };
     SocketActor::new(who, vsn, state.registry.clone(), state.metrics.clone(), state.limits.clone(), state.drain.clone())
-        .start(&req, stream)
+        .accept(&req)
 }
 
 /// The built-in web client is served from this server: its own origin (the request's `Host`, or

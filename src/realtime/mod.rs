@@ -9,5 +9,6 @@ pub mod rate_limit;
 pub mod registry;
 pub mod session;
 pub mod socket;
+pub mod transport;
 
 pub use registry::SessionRegistry;

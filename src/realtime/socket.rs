@@ -1,5 +1,5 @@
-//! One actor per WebSocket (`actix-web-actors`; all transport code lives here so a move to
-//! `actix-ws` stays local). It decodes and checks frames, answers what it can itself (heartbeats,
+//! One actor per WebSocket (`actix-web-actors`; the connection under it is served by
+//! [`transport`](super::transport)). It decodes and checks frames, answers what it can itself (heartbeats,
 //! pings, refusals) and hands channel traffic to its session actor; what the session sends back
 //! arrives through the socket's [`Outbox`].
 
@@ -18,6 +18,7 @@ use super::outbox::{Outbox, Outgoing};
 use super::protocol::{decode, encode_lifecycle, encode_reply, topic_of, InFrame, ReplyTo, Status, Vsn};
 use super::registry::SessionRegistry;
 use super::session::SessionActor;
+use super::transport::PendingSocket;
 use crate::config::Limits;
 use crate::domain::{Location, ParticipantId, SessionId};
 use crate::ops::drain::Drain;
@@ -92,14 +93,13 @@ impl SocketActor {
         }
     }
 
-    /// Upgrades the request to a WebSocket served by this actor.
-    pub fn start(
-        self,
-        req: &HttpRequest,
-        stream: actix_web::web::Payload,
-    ) -> Result<actix_web::HttpResponse, actix_web::Error> {
+    /// Accepts the WebSocket handshake of `req`: a `101` carrying this actor, which the
+    /// [`Takeover`](super::transport::Takeover) upgrade service serves once it is written.
+    pub fn accept(self, req: &HttpRequest) -> Result<actix_web::HttpResponse, actix_web::Error> {
+        let mut res = ws::handshake(req)?.finish();
         let max_frame = self.limits.max_frame_bytes;
-        ws::WsResponseBuilder::new(self, req, stream).frame_size(max_frame).start()
+        res.extensions_mut().insert(PendingSocket { actor: self, max_frame });
+        Ok(res)
     }
 
     fn reply(&self, ctx: &mut WebsocketContext<Self>, to: &ReplyTo, status: Status, response: Value) {

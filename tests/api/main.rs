@@ -16,3 +16,4 @@ mod ws_lifecycle;
 mod ws_limits;
 mod ws_protocol;
 mod ws_supervision;
+mod ws_transport;
