@@ -213,11 +213,12 @@ impl futures_util::Stream for Incoming {
         if let Some(early) = this.early.take() {
             return Poll::Ready(Some(Ok(early)));
         }
-        let mut buf = [0u8; READ_CHUNK];
         loop {
+            // Polled on every wake of the actor: nothing is touched until there is data.
             if let Err(e) = ready!(this.io.poll_read_ready(cx)) {
                 return Poll::Ready(Some(Err(PayloadError::Io(e))));
             }
+            let mut buf = [0u8; READ_CHUNK];
             match this.io.try_read(&mut buf) {
                 Ok(0) => return Poll::Ready(None),
                 Ok(n) => return Poll::Ready(Some(Ok(Bytes::copy_from_slice(&buf[..n])))),
