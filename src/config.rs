@@ -238,6 +238,8 @@ pub struct Settings {
     pub limits: Limits,
     /// Connections in the SQL pool.
     pub db_pool_size: u32,
+    /// Open connections (WebSockets included) this process admits; `None`: 25,600 per worker.
+    pub max_connections: Option<usize>,
     /// Raster tiles of the web client's map; `None` draws the map without tiles.
     pub tile_url: Option<TileUrl>,
     /// Opens `/dev/dashboard` in production to requests that present it.
@@ -330,6 +332,11 @@ pub const SETTINGS: &[SettingDoc] = &[
     SettingDoc { name: "RUST_LOG", default: "info", help: "log filter" },
     SettingDoc { name: "LOG_FORMAT", default: "text", help: "text or json" },
     SettingDoc { name: "DB_POOL_SIZE", default: "10", help: "SQL connections per process" },
+    SettingDoc {
+        name: "MAX_CONNECTIONS",
+        default: "25600 per core",
+        help: "open connections (sockets included) per process; more wait in the listen backlog",
+    },
     SettingDoc { name: "MAX_PARTICIPANTS", default: "50", help: "non-removed participants per session" },
     SettingDoc {
         name: "SESSION_INACTIVITY_SECONDS",
@@ -469,6 +476,9 @@ impl Settings {
             shutdown_grace: secs("SHUTDOWN_GRACE_SECONDS", d.shutdown_grace)?,
         };
         let db_pool_size = to_u32("DB_POOL_SIZE", count("DB_POOL_SIZE", 10)?)?;
+        let max_connections = get("MAX_CONNECTIONS")
+            .map(|v| positive::<u64>("MAX_CONNECTIONS", v).and_then(|n| to_usize("MAX_CONNECTIONS", n)))
+            .transpose()?;
 
         // Set but empty means "no tiles", so this one is read before `get` drops empty values.
         let tile_url = TileUrl::parse(vars.get("TILE_URL").map_or(DEFAULT_TILE_URL, String::as_str))
@@ -491,6 +501,7 @@ impl Settings {
             log_format,
             limits,
             db_pool_size,
+            max_connections,
             tile_url,
             admin_token,
         })
@@ -556,6 +567,9 @@ mod tests {
         assert_eq!(s.websocket_url(), "ws://localhost:4000/socket/websocket");
         assert_eq!(s.join_base_url, "http://localhost:4000");
         assert_eq!(s.limits, Limits::default());
+        assert_eq!(s.max_connections, None);
+        let s = settings(&[("MAX_CONNECTIONS", "110000")]).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(s.max_connections, Some(110_000));
     }
 
     #[test]
@@ -574,6 +588,7 @@ mod tests {
             (vec![("MAX_PARTICIPANTS", "0")], "MAX_PARTICIPANTS"),
             (vec![("LOCATION_TTL_SECONDS", "-1")], "LOCATION_TTL_SECONDS"),
             (vec![("LOG_FORMAT", "xml")], "LOG_FORMAT"),
+            (vec![("MAX_CONNECTIONS", "0")], "MAX_CONNECTIONS"),
             (vec![("PUBLIC_URL", "localhost:4000")], "PUBLIC_URL"),
             (vec![("CORS_ALLOWED_ORIGINS", "null")], "CORS_ALLOWED_ORIGINS"),
             (vec![("REDIS_URL", "http://x")], "REDIS_URL"),

@@ -114,6 +114,7 @@ impl Application {
         let port = listener.local_addr().map_err(|source| StartupError::Bind { address, source })?.port();
 
         let grace = settings.limits.shutdown_grace;
+        let max_connections = settings.max_connections;
         let drain = Arc::new(Drain::new(grace));
         let sockets = metrics.sockets.clone();
         let state = web::Data::new(AppState {
@@ -142,7 +143,12 @@ impl Application {
         };
         // actix-web's HttpServer, assembled by hand to add the upgrade service: upgrade requests
         // go through the same app, and an accepted WebSocket then owns its connection.
-        let server = actix_server::Server::build()
+        let mut server = actix_server::Server::build().workers(threads);
+        if let Some(max) = max_connections {
+            // actix-server counts per worker thread.
+            server = server.max_concurrent_connections(max.div_ceil(threads).max(1));
+        }
+        let server = server
             // Our own signal handling drains first; what is left of the grace goes to in-flight requests.
             .disable_signals()
             .shutdown_timeout(grace.saturating_sub(drain.spread() + Duration::from_secs(3)).as_secs().max(1))

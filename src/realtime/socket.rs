@@ -97,8 +97,8 @@ impl SocketActor {
     /// [`Takeover`](super::transport::Takeover) upgrade service serves once it is written.
     pub fn accept(self, req: &HttpRequest) -> Result<actix_web::HttpResponse, actix_web::Error> {
         let mut res = ws::handshake(req)?.finish();
-        let max_frame = self.limits.max_frame_bytes;
-        res.extensions_mut().insert(PendingSocket { actor: self, max_frame });
+        let (max_frame, write_stall) = (self.limits.max_frame_bytes, self.limits.socket_timeout);
+        res.extensions_mut().insert(PendingSocket { actor: self, max_frame, write_stall });
         Ok(res)
     }
 

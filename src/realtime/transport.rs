@@ -14,6 +14,7 @@ use std::io;
 use std::pin::{pin, Pin};
 use std::rc::Rc;
 use std::task::{ready, Context, Poll};
+use std::time::Duration;
 
 use actix_codec::Framed;
 use actix_http::error::PayloadError;
@@ -36,6 +37,10 @@ use super::socket::SocketActor;
 const READ_CHUNK: usize = 8 * 1024;
 /// The largest response body written to a refused upgrade (ours are small JSON errors).
 const MAX_REFUSAL_BODY: usize = 64 * 1024;
+/// How long a closed connection waits for its peer's own end (its Close frame, then FIN).
+const LINGER: Duration = Duration::from_secs(1);
+/// How long the answer to a refused upgrade may take to write.
+const REFUSAL_WRITE: Duration = Duration::from_secs(5);
 
 /// A socket actor the handshake accepted, riding in its `101` response's extensions.
 pub struct PendingSocket {
@@ -43,6 +48,8 @@ pub struct PendingSocket {
     pub actor: SocketActor,
     /// The largest frame (or message) it accepts.
     pub max_frame: usize,
+    /// How long a write may wait for a client that reads nothing before the connection is dropped.
+    pub write_stall: Duration,
 }
 
 /// The upgrade service factory of one worker, around its own instance of the app.
@@ -124,7 +131,7 @@ async fn serve(io: TcpStream, early: Bytes, mut res: HttpResponse<BoxBody>) -> i
         Some(socket) if res.status() == StatusCode::SWITCHING_PROTOCOLS => {
             let head = encode_head(&res, "connection: upgrade\r\n");
             drop(res);
-            write_all(&io, Bytes::from(head)).await?;
+            write_all(&io, Bytes::from(head), socket.write_stall).await?;
             run(io, early, socket).await
         }
         _ => {
@@ -134,8 +141,8 @@ async fn serve(io: TcpStream, early: Bytes, mut res: HttpResponse<BoxBody>) -> i
                 .map_err(|_| io::Error::other("refusal body too large"))?
                 .map_err(|e| io::Error::other(e.to_string()))?;
             let extra = format!("content-length: {}\r\nconnection: close\r\n", body.len());
-            write_all(&io, Bytes::from(encode_head(&res, &extra))).await?;
-            write_all(&io, body).await?;
+            write_all(&io, Bytes::from(encode_head(&res, &extra)), REFUSAL_WRITE).await?;
+            write_all(&io, body, REFUSAL_WRITE).await?;
             close(io).await
         }
     }
@@ -146,12 +153,13 @@ async fn run(io: TcpStream, early: Bytes, socket: PendingSocket) -> io::Result<(
     let io = Rc::new(io);
     let input = Incoming { io: io.clone(), early: (!early.is_empty()).then_some(early) };
     let codec = Codec::new().max_size(socket.max_frame);
+    let stall = socket.write_stall;
     {
         let mut frames = pin!(WebsocketContext::with_codec(socket.actor, input, codec));
         // While a write waits for a slow reader, the actor is not polled: its outbox absorbs pushes.
         while let Some(chunk) = frames.next().await {
             match chunk {
-                Ok(chunk) => write_all(&io, chunk).await?,
+                Ok(chunk) => write_all(&io, chunk, stall).await?,
                 Err(e) => return Err(io::Error::other(e.to_string())),
             }
         }
@@ -162,21 +170,38 @@ async fn run(io: TcpStream, early: Bytes, socket: PendingSocket) -> io::Result<(
     }
 }
 
-async fn write_all(io: &TcpStream, mut bytes: Bytes) -> io::Result<()> {
+/// Writes `bytes` whole; fails when the peer accepts nothing for `stall`.
+async fn write_all(io: &TcpStream, mut bytes: Bytes, stall: Duration) -> io::Result<()> {
     while !bytes.is_empty() {
         match io.try_write(&bytes) {
             Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
             Ok(n) => bytes.advance(n),
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => io.writable().await?,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => tokio::time::timeout(stall, io.writable())
+                .await
+                .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "the client reads nothing"))??,
             Err(e) => return Err(e),
         }
     }
     Ok(())
 }
 
-/// Ends the connection with a FIN, so the peer reads everything written before it.
+/// Ends the connection with a FIN, then lingers briefly for the peer's own end, discarding what
+/// it still sends (its Close frame): closing with unread input would answer it with a reset.
 async fn close(mut io: TcpStream) -> io::Result<()> {
-    io.shutdown().await
+    io.shutdown().await?;
+    let drain = async {
+        let mut sink = [0u8; 512];
+        loop {
+            io.readable().await?;
+            match io.try_read(&mut sink) {
+                Ok(0) => return Ok(()),
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(e) => return Err(e),
+            }
+        }
+    };
+    tokio::time::timeout(LINGER, drain).await.unwrap_or(Ok(()))
 }
 
 /// The status line and headers of `res`, plus `extra` header lines.
