@@ -166,12 +166,16 @@ impl ClusterBus {
     }
 }
 
+/// Splits a received payload into its origin replica and the event's bytes.
+fn split_origin(payload: &[u8]) -> Option<(&str, &[u8])> {
+    let split = payload.iter().position(|b| *b == b'\n')?;
+    Some((std::str::from_utf8(&payload[..split]).ok()?, &payload[split + 1..]))
+}
+
 /// Splits a received payload into its origin replica and event.
 fn decode(payload: &[u8]) -> Option<(&str, ClusterEvent)> {
-    let split = payload.iter().position(|b| *b == b'\n')?;
-    let origin = std::str::from_utf8(&payload[..split]).ok()?;
-    let event = serde_json::from_slice(&payload[split + 1..]).ok()?;
-    Some((origin, event))
+    let (origin, event) = split_origin(payload)?;
+    Some((origin, serde_json::from_slice(event).ok()?))
 }
 
 /// Publishes queued messages in order, a pipeline at a time, on one connection.
@@ -295,8 +299,12 @@ async fn subscriber(
                 msg = stream.next() => {
                     let Some(msg) = msg else { break };
                     let Some(session) = session_of(msg.get_channel_name()) else { continue };
-                    match decode(msg.get_payload_bytes()) {
-                        Some((origin, _)) if origin == replica => {}
+                    let payload = msg.get_payload_bytes();
+                    // Our own messages come back from Redis: skipped before any parsing.
+                    if split_origin(payload).is_some_and(|(origin, _)| origin == replica) {
+                        continue;
+                    }
+                    match decode(payload) {
                         Some((origin, event)) => {
                             metrics.pubsub_received.inc();
                             if let Some(registry) = &registry {
