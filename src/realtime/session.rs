@@ -35,6 +35,8 @@ const TICK: Duration = Duration::from_millis(500);
 const EMPTY_GRACE: Duration = Duration::from_secs(30);
 /// How long an ended (or unloadable) session's actor keeps refusing joins before it stops.
 const LINGER: Duration = Duration::from_secs(1);
+/// How long positions wait to be written to the store, so that one write carries many.
+const STORE_DELAY: Duration = Duration::from_millis(100);
 /// How often last-seen times are written to SQL (they reach the ephemeral store every tick).
 const SQL_FLUSH: Duration = Duration::from_secs(30);
 /// How often a replica repeats who is online on it, for the other replicas' Presence.
@@ -479,22 +481,31 @@ impl SessionActor {
     }
 
     /// Writes pending locations to the store, one batch at a time, so a participant's positions
-    /// reach it in order and a slow store coalesces rather than queues.
+    /// reach it in order. A batch waits [`STORE_DELAY`] first, so that one write carries every
+    /// update of that moment instead of one round trip each: positions live 30 s, and only a
+    /// restarted actor or another replica's reads them back.
     fn store_locations(&mut self, ctx: &mut Context<Self>) {
         if self.storing_locations || self.unstored_locations.is_empty() {
             return;
         }
         self.storing_locations = true;
-        let batch: Vec<_> = self.unstored_locations.drain().collect();
-        let (id, deps) = (self.id, self.deps.clone());
-        let write = async move { deps.store.put_locations(id, batch).await };
-        ctx.spawn(write.into_actor(self).map(|result, act, ctx| {
-            act.storing_locations = false;
-            if let Err(e) = result {
-                store_error::<()>(&act.deps.metrics, &e);
+        ctx.run_later(STORE_DELAY, |act, ctx| {
+            let batch: Vec<_> = act.unstored_locations.drain().collect();
+            // An ended session's positions are deleted, not written.
+            if batch.is_empty() || act.phase != Phase::Live {
+                act.storing_locations = false;
+                return;
             }
-            act.store_locations(ctx);
-        }));
+            let (id, deps) = (act.id, act.deps.clone());
+            let write = async move { deps.store.put_locations(id, batch).await };
+            ctx.spawn(write.into_actor(act).map(|result, act, ctx| {
+                act.storing_locations = false;
+                if let Err(e) = result {
+                    store_error::<()>(&act.deps.metrics, &e);
+                }
+                act.store_locations(ctx);
+            }));
+        });
     }
 
     fn mark_seen(&mut self, user: ParticipantId, at: DateTime<Utc>) {
