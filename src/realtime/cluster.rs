@@ -172,12 +172,6 @@ fn split_origin(payload: &[u8]) -> Option<(&str, &[u8])> {
     Some((std::str::from_utf8(&payload[..split]).ok()?, &payload[split + 1..]))
 }
 
-/// Splits a received payload into its origin replica and event.
-fn decode(payload: &[u8]) -> Option<(&str, ClusterEvent)> {
-    let (origin, event) = split_origin(payload)?;
-    Some((origin, serde_json::from_slice(event).ok()?))
-}
-
 /// Publishes queued messages in order, a pipeline at a time, on one connection.
 async fn publisher(pool: RedisPool, mut queue: mpsc::Receiver<(String, Bytes)>, metrics: Arc<Metrics>) {
     let mut batch = Vec::with_capacity(PUBLISH_BATCH);
@@ -299,12 +293,13 @@ async fn subscriber(
                 msg = stream.next() => {
                     let Some(msg) = msg else { break };
                     let Some(session) = session_of(msg.get_channel_name()) else { continue };
-                    let payload = msg.get_payload_bytes();
-                    // Our own messages come back from Redis: skipped before any parsing.
-                    if split_origin(payload).is_some_and(|(origin, _)| origin == replica) {
-                        continue;
-                    }
-                    match decode(payload) {
+                    let event = match split_origin(msg.get_payload_bytes()) {
+                        // Our own messages come back from Redis: skipped before any parsing.
+                        Some((origin, _)) if origin == replica => continue,
+                        Some((origin, body)) => serde_json::from_slice(body).ok().map(|event| (origin, event)),
+                        None => None,
+                    };
+                    match event {
                         Some((origin, event)) => {
                             metrics.pubsub_received.inc();
                             if let Some(registry) = &registry {
@@ -380,8 +375,9 @@ mod tests {
         let event = ClusterEvent::Ended { reason: "expired".into() };
         let mut payload = b"replica-1\n".to_vec();
         payload.extend(serde_json::to_vec(&event).unwrap_or_default());
-        assert_eq!(decode(&payload), Some(("replica-1", event)));
-        assert_eq!(decode(b"no newline"), None);
+        let (origin, body) = split_origin(&payload).unwrap_or_default();
+        assert_eq!((origin, serde_json::from_slice(body).ok()), ("replica-1", Some(event)));
+        assert_eq!(split_origin(b"no newline"), None);
     }
 
     #[test]

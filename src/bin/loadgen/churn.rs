@@ -14,7 +14,7 @@ use tokio::sync::OnceCell;
 use crate::http::{self, source_addr, Client};
 use crate::schedule::cycle_due_ns;
 use crate::sys;
-use crate::worker::{sleep_precisely_until_ns, wait_go, Env, Go};
+use crate::worker::{ready_then_start, sleep_precisely_until_ns, Env, Go};
 use crate::ws;
 
 /// How long one cycle may take.
@@ -24,11 +24,9 @@ type SessionSlot = Rc<OnceCell<Result<String, String>>>;
 
 /// A thread's part of a churn run.
 pub async fn run(env: Rc<Env>, ready: mpsc::Sender<()>, go: Go) {
-    let _ = ready.send(());
-    let Some(t0_wall) = wait_go(go).await else { return };
+    let Some(t0) = ready_then_start(&env, ready, go).await else { return };
     let a = &env.args;
     let clock = env.clock;
-    let t0 = clock.ns_of_wall_us(t0_wall);
     let total = (a.rate * a.duration).ceil() as u64;
     let client = Rc::new(Client::new(a.urls[0].clone(), a.source_addrs, env.gid * 7919));
     let in_flight = Rc::new(Cell::new(0usize));

@@ -7,15 +7,13 @@ use std::time::Instant;
 
 use crate::http::{self, Client};
 use crate::sys;
-use crate::worker::{sleep_until_ns, wait_go, Env, Go};
+use crate::worker::{ready_then_start, sleep_until_ns, Env, Go};
 
 /// A thread's part of a rest run.
 pub async fn run(env: Rc<Env>, ready: mpsc::Sender<()>, go: Go) {
-    let _ = ready.send(());
-    let Some(t0_wall) = wait_go(go).await else { return };
+    let Some(t0) = ready_then_start(&env, ready, go).await else { return };
     let a = &env.args;
     let clock = env.clock;
-    let t0 = clock.ns_of_wall_us(t0_wall);
     let end = t0 + (a.duration * 1e9) as u64;
     sleep_until_ns(&clock, t0).await;
     let mut tasks = Vec::new();

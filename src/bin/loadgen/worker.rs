@@ -59,6 +59,13 @@ pub async fn sleep_precisely_until_ns(clock: &Clock, timer: Option<&sys::Precise
 /// The start signal: the run's t0 as wall-clock µs, or `None` to stop before starting.
 pub type Go = tokio::sync::oneshot::Receiver<Option<i64>>;
 
+/// Says this thread is ready, then waits for the start: the run's t0 on the process clock, or
+/// `None` when stopped first.
+pub async fn ready_then_start(env: &Env, ready: mpsc::Sender<()>, go: Go) -> Option<u64> {
+    let _ = ready.send(());
+    wait_go(go).await.map(|t0_wall| env.clock.ns_of_wall_us(t0_wall))
+}
+
 /// Waits for the start; `None` when stopped first.
 pub async fn wait_go(go: Go) -> Option<i64> {
     tokio::select! {
