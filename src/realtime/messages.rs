@@ -8,7 +8,8 @@
 //!   join a channel), [`Seen`] while not in a channel.
 //! - Registry → socket actor: [`Kick`] (its participant left the session).
 //! - Socket actor → session actor: [`LocationReported`], [`Seen`], [`Disconnect`].
-//! - Session actor → socket actor: frames through the socket's [`Outbox`], and [`Flush`] to wake it.
+//! - Session actor → socket actor: frames through the socket's [`Outbox`], whose push wakes it
+//!   (no message per frame).
 //! - Session actor → registry: [`SessionStopped`] (so the supervisor forgets or restarts it).
 //! - Cluster bus → registry → session actor: [`RemoteEvent`] (what other replicas published).
 
@@ -82,8 +83,6 @@ pub struct SocketHandle {
     pub vsn: Vsn,
     /// Its bounded outgoing queue.
     pub outbox: Arc<Outbox>,
-    /// Wakes it to drain the queue.
-    pub wake: Recipient<Flush>,
 }
 
 /// Why a channel join was refused (the `reason` of the error reply).
@@ -170,11 +169,6 @@ pub struct Seen {
     /// When.
     pub at: DateTime<Utc>,
 }
-
-/// Command (socket actor): drain the outbox into the WebSocket.
-#[derive(Debug, Clone, Copy, Message)]
-#[rtype(result = "()")]
-pub struct Flush;
 
 /// Fact (registry): a session actor stopped, normally or after a panic.
 #[derive(Message)]

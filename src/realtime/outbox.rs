@@ -4,12 +4,19 @@
 //! The socket actor only runs while its connection is written to, so a client that stops reading
 //! stalls its actor; this queue is what keeps such a client from growing the server's memory: over
 //! capacity the oldest `location_update` frames go first, and nothing else is dropped.
+//!
+//! The socket actor reads the queue as a stream ([`Outbox::stream`]), and a push wakes its task
+//! directly: a fan-out to 49 sockets is 49 pushes and no actor messages (a message per delivery
+//! cost two allocations and a mailbox round on the hot path).
 
 use std::collections::VecDeque;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
 
 use bytestring::ByteString;
+use futures_util::task::AtomicWaker;
 use prometheus::IntCounter;
 
 /// One thing to write to a socket.
@@ -28,16 +35,19 @@ pub enum Outgoing {
     Close(u16, &'static str),
 }
 
-/// What a push asks of the caller.
+/// What became of a push.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Pushed {
-    /// The queue was idle: wake the socket actor.
-    Wake,
-    /// A wake-up is already on its way.
+    /// Queued, and the idle reader was woken.
+    Woke,
+    /// Queued; a wake-up was already on its way.
     Queued,
     /// The socket is gone; the item was discarded.
     Closed,
 }
+
+/// Room kept by an emptied queue; a burst that grew it further gives the rest back.
+const KEEP_CAPACITY: usize = 8;
 
 #[derive(Debug, Default)]
 struct Inner {
@@ -51,6 +61,7 @@ struct Inner {
 pub struct Outbox {
     inner: Mutex<Inner>,
     capacity: usize,
+    reader: AtomicWaker,
     dropped: AtomicU64,
     dropped_total: IntCounter,
 }
@@ -62,6 +73,7 @@ impl Outbox {
         Self {
             inner: Mutex::new(Inner::default()),
             capacity: capacity.max(1),
+            reader: AtomicWaker::new(),
             dropped: AtomicU64::new(0),
             dropped_total,
         }
@@ -72,8 +84,17 @@ impl Outbox {
         self.dropped_total.inc();
     }
 
-    /// Queues an item, making room by dropping the oldest droppable frame when full.
+    /// Queues an item, making room by dropping the oldest droppable frame when full, and wakes
+    /// the reader if it was idle.
     pub fn push(&self, item: Outgoing) -> Pushed {
+        let pushed = self.enqueue(item);
+        if pushed == Pushed::Woke {
+            self.reader.wake();
+        }
+        pushed
+    }
+
+    fn enqueue(&self, item: Outgoing) -> Pushed {
         let Ok(mut inner) = self.inner.lock() else {
             return Pushed::Closed;
         };
@@ -100,19 +121,27 @@ impl Outbox {
             Pushed::Queued
         } else {
             inner.wake_pending = true;
-            Pushed::Wake
+            Pushed::Woke
         }
     }
 
-    /// Takes everything queued; the next push wakes the socket again.
-    pub fn drain(&self) -> VecDeque<Outgoing> {
-        match self.inner.lock() {
-            Ok(mut inner) => {
-                inner.wake_pending = false;
-                std::mem::take(&mut inner.queue)
+    /// The next item, or `None` when the queue is empty (the next push wakes the reader again).
+    pub fn pop(&self) -> Option<Outgoing> {
+        let mut inner = self.inner.lock().ok()?;
+        let item = inner.queue.pop_front();
+        if item.is_none() {
+            inner.wake_pending = false;
+            if inner.queue.capacity() > KEEP_CAPACITY {
+                inner.queue.shrink_to(KEEP_CAPACITY);
             }
-            Err(_) => VecDeque::new(),
         }
+        item
+    }
+
+    /// The queue as the socket actor reads it: items in order, pending while empty; it never
+    /// ends (a closed queue stays empty).
+    pub fn stream(self: &Arc<Self>) -> OutboxStream {
+        OutboxStream(self.clone())
     }
 
     /// Refuses further pushes (the socket stopped).
@@ -129,6 +158,22 @@ impl Outbox {
     }
 }
 
+/// The reading end of an [`Outbox`].
+pub struct OutboxStream(Arc<Outbox>);
+
+impl futures_util::Stream for OutboxStream {
+    type Item = Outgoing;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Outgoing>> {
+        // Registered before looking, so a push between the look and the return still wakes us.
+        self.0.reader.register(cx.waker());
+        match self.0.pop() {
+            Some(item) => Poll::Ready(Some(item)),
+            None => Poll::Pending,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -141,13 +186,44 @@ mod tests {
         Outgoing::Frame { text: ByteString::from(s.to_owned()), droppable }
     }
 
+    fn drain(o: &Outbox) -> Vec<Outgoing> {
+        std::iter::from_fn(|| o.pop()).collect()
+    }
+
     #[test]
     fn wakes_once_until_drained() {
         let o = Outbox::new(10, counter());
-        assert_eq!(o.push(frame("a", true)), Pushed::Wake);
+        assert_eq!(o.push(frame("a", true)), Pushed::Woke);
         assert_eq!(o.push(frame("b", true)), Pushed::Queued);
-        assert_eq!(o.drain().len(), 2);
-        assert_eq!(o.push(frame("c", true)), Pushed::Wake);
+        assert_eq!(drain(&o).len(), 2);
+        assert_eq!(o.push(frame("c", true)), Pushed::Woke);
+    }
+
+    #[test]
+    fn stream_is_woken_by_a_push_and_never_ends() {
+        use futures_util::StreamExt;
+        let o = Arc::new(Outbox::new(10, counter()));
+        let mut stream = o.stream();
+        let waker = futures_util::task::noop_waker();
+        let mut cx = Context::from_waker(&waker);
+        assert_eq!(stream.poll_next_unpin(&mut cx), Poll::Pending);
+        assert_eq!(o.push(frame("a", true)), Pushed::Woke);
+        assert_eq!(stream.poll_next_unpin(&mut cx), Poll::Ready(Some(frame("a", true))));
+        assert_eq!(stream.poll_next_unpin(&mut cx), Poll::Pending);
+        o.close();
+        assert_eq!(o.push(frame("b", true)), Pushed::Closed);
+        assert_eq!(stream.poll_next_unpin(&mut cx), Poll::Pending);
+    }
+
+    #[test]
+    fn an_emptied_queue_gives_back_a_burst_s_room() {
+        let o = Outbox::new(1000, counter());
+        for i in 0..500 {
+            o.push(frame(&i.to_string(), true));
+        }
+        assert_eq!(drain(&o).len(), 500);
+        let capacity = o.inner.lock().map(|i| i.queue.capacity()).unwrap_or(usize::MAX);
+        assert!(capacity <= KEEP_CAPACITY, "{capacity}");
     }
 
     #[test]
@@ -158,7 +234,7 @@ mod tests {
         o.push(frame("loc2", true));
         o.push(frame("loc3", true));
         o.push(Outgoing::Close(1000, "bye"));
-        let items: Vec<_> = o.drain().into_iter().collect();
+        let items = drain(&o);
         assert_eq!(items, vec![frame("reply", false), frame("loc3", true), Outgoing::Close(1000, "bye")]);
         assert_eq!(o.dropped(), 2);
     }
@@ -169,9 +245,9 @@ mod tests {
         for i in 0..10_000 {
             o.push(frame(&i.to_string(), true));
         }
-        let items = o.drain();
+        let items = drain(&o);
         assert_eq!(items.len(), 100);
-        assert_eq!(items.back(), Some(&frame("9999", true)));
+        assert_eq!(items.last(), Some(&frame("9999", true)));
     }
 
     #[test]

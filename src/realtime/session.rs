@@ -18,7 +18,7 @@ use serde_json::{json, Map, Value};
 
 use super::cluster::{ClusterBus, ClusterEvent};
 use super::messages::*;
-use super::outbox::{Outgoing, Pushed};
+use super::outbox::Outgoing;
 use super::protocol::{encode_lifecycle, encode_push, encode_reply, topic_of, Status, Vsn};
 use super::rate_limit::TokenBucket;
 use super::registry::SessionRegistry;
@@ -862,11 +862,9 @@ impl SessionActor {
     }
 }
 
-/// Queues an item for a socket, waking it when its queue was idle.
+/// Queues an item for a socket (the push wakes it).
 fn send(handle: &SocketHandle, item: Outgoing) {
-    if handle.outbox.push(item) == Pushed::Wake {
-        handle.wake.do_send(Flush);
-    }
+    handle.outbox.push(item);
 }
 
 fn frame(text: ByteString, droppable: bool) -> Outgoing {

@@ -206,13 +206,8 @@ impl SocketActor {
     fn connect(&mut self, to: ReplyTo, ctx: &mut WebsocketContext<Self>) {
         let join_ref = to.join_ref.clone();
         self.channel = Some(Channel { join_ref: join_ref.clone(), session: None });
-        let handle = SocketHandle {
-            id: self.id,
-            participant: self.who.participant,
-            vsn: self.vsn,
-            outbox: self.outbox.clone(),
-            wake: ctx.address().recipient(),
-        };
+        let handle =
+            SocketHandle { id: self.id, participant: self.who.participant, vsn: self.vsn, outbox: self.outbox.clone() };
         let request = self.registry.send(JoinSession {
             session: self.who.session,
             socket: handle,
@@ -264,23 +259,6 @@ impl SocketActor {
         }
     }
 
-    fn drain(&mut self, ctx: &mut WebsocketContext<Self>) {
-        for item in self.outbox.drain() {
-            match item {
-                Outgoing::Frame { text, .. } => ctx.text(text),
-                Outgoing::ChannelGone(join_ref) => {
-                    if self.channel.as_ref().is_some_and(|c| c.join_ref == join_ref) {
-                        self.channel = None;
-                    }
-                }
-                Outgoing::Close(code, reason) => {
-                    self.channel = None;
-                    return self.close(ctx, code, reason);
-                }
-            }
-        }
-    }
-
     fn seen(&mut self) {
         let now = Instant::now();
         self.last_frame = now;
@@ -316,6 +294,7 @@ impl Actor for SocketActor {
         self.metrics.sockets.inc();
         let kick = ctx.address().recipient();
         self.registry.do_send(SocketOpened { socket: self.id, participant: self.who.participant, kick });
+        ctx.add_stream(self.outbox.stream());
         ctx.run_interval(CHECK_INTERVAL, |act, ctx| act.check(ctx));
         if self.vsn == Vsn::Plain {
             let to = ReplyTo {
@@ -348,12 +327,25 @@ impl Handler<Kick> for SocketActor {
     }
 }
 
-impl Handler<Flush> for SocketActor {
-    type Result = ();
-
-    fn handle(&mut self, _: Flush, ctx: &mut Self::Context) {
-        self.drain(ctx);
+/// What the session actor queued in the outbox.
+impl StreamHandler<Outgoing> for SocketActor {
+    fn handle(&mut self, item: Outgoing, ctx: &mut Self::Context) {
+        match item {
+            Outgoing::Frame { text, .. } => ctx.text(text),
+            Outgoing::ChannelGone(join_ref) => {
+                if self.channel.as_ref().is_some_and(|c| c.join_ref == join_ref) {
+                    self.channel = None;
+                }
+            }
+            Outgoing::Close(code, reason) => {
+                self.channel = None;
+                self.close(ctx, code, reason);
+            }
+        }
     }
+
+    /// The outbox stream never ends; the default would stop the actor.
+    fn finished(&mut self, _: &mut Self::Context) {}
 }
 
 impl StreamHandler<Result<ws::Message, ProtocolError>> for SocketActor {
