@@ -180,18 +180,10 @@ async fn publisher(pool: RedisPool, mut queue: mpsc::Receiver<(String, Bytes)>, 
         for (channel, payload) in &batch {
             pipe.cmd("PUBLISH").arg(channel).arg(payload.as_ref()).ignore();
         }
-        let sent = async {
-            let mut conn = pool.get().await.map_err(|e| e.to_string())?;
-            pipe.query_async::<()>(&mut conn).await.map_err(|e| e.to_string())
-        };
-        match tokio::time::timeout(Duration::from_secs(1), sent).await {
-            Ok(Ok(())) => metrics.pubsub_published.inc_by(batch.len() as u64),
-            Ok(Err(e)) => {
+        match pool.run(|mut c| Box::pin(async move { pipe.query_async::<()>(&mut c).await })).await {
+            Ok(()) => metrics.pubsub_published.inc_by(batch.len() as u64),
+            Err(e) => {
                 log::warn!("cluster publish failed: {e}");
-                drop_backlog(&mut queue, &batch, &metrics);
-            }
-            Err(_) => {
-                log::warn!("cluster publish timed out");
                 drop_backlog(&mut queue, &batch, &metrics);
             }
         }

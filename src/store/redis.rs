@@ -1,10 +1,13 @@
-//! Redis: the connection pool (deadpool-redis, which reconnects by itself) and the store on it.
+//! Redis: the shared connection (from a deadpool-redis pool, which reconnects by itself) and the
+//! store on it.
 
 use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use deadpool_redis::redis;
+use deadpool_redis::redis::aio::MultiplexedConnection;
 use deadpool_redis::{Config, Pool, Runtime, Timeouts};
 use futures_util::future::BoxFuture;
 
@@ -25,10 +28,18 @@ pub enum RedisError {
     Unavailable(String),
 }
 
-/// A pool of Redis connections.
+/// Redis connections: one multiplexed connection that every call shares (redis pipelines
+/// concurrent commands on it), borrowed from a deadpool pool.
+///
+/// Taking a fresh pooled connection per call cost a health-check round trip (deadpool-redis
+/// sends `UNWATCH` + `PING` on every checkout) on top of each command. The shared connection is
+/// checked out once and handed back when a call on it fails or times out: the pool then checks
+/// it, replacing it if it is broken, before anyone uses it again. Nothing here uses `WATCH` or
+/// blocking commands, so sharing one connection changes no command's meaning.
 #[derive(Clone)]
 pub struct RedisPool {
     pool: Pool,
+    shared: Arc<Mutex<Option<deadpool_redis::Connection>>>,
 }
 
 impl RedisPool {
@@ -39,29 +50,54 @@ impl RedisPool {
         pool_cfg.timeouts = Timeouts { wait: Some(DEADLINE), create: Some(DEADLINE), recycle: Some(DEADLINE) };
         cfg.pool = Some(pool_cfg);
         let pool = cfg.create_pool(Some(Runtime::Tokio1)).map_err(|e| RedisError::Config(e.to_string()))?;
-        Ok(Self { pool })
+        Ok(Self { pool, shared: Arc::new(Mutex::new(None)) })
     }
 
-    /// A connection from the pool.
-    pub async fn get(&self) -> Result<deadpool_redis::Connection, RedisError> {
-        self.pool.get().await.map_err(|e| RedisError::Unavailable(e.to_string()))
+    /// The shared connection, checked out of the pool if none is held.
+    async fn connection(&self) -> Result<MultiplexedConnection, RedisError> {
+        if let Some(conn) = self.held() {
+            return Ok(conn);
+        }
+        let fresh = self.pool.get().await.map_err(|e| RedisError::Unavailable(e.to_string()))?;
+        let mut slot = self.shared.lock().map_err(|_| RedisError::Unavailable("connection slot poisoned".into()))?;
+        // Another call may have checked one out meanwhile: keep the first, return this one.
+        Ok(MultiplexedConnection::clone(slot.get_or_insert(fresh)))
+    }
+
+    fn held(&self) -> Option<MultiplexedConnection> {
+        self.shared.lock().ok()?.as_ref().map(|c| MultiplexedConnection::clone(c))
+    }
+
+    /// Hands the shared connection back to the pool after a failure on it.
+    fn release(&self) {
+        if let Ok(mut slot) = self.shared.lock() {
+            slot.take();
+        }
+    }
+
+    /// Runs `f` on the shared connection within [`DEADLINE`]; a failure releases the connection.
+    pub async fn run<T, F>(&self, f: F) -> Result<T, RedisError>
+    where
+        F: FnOnce(MultiplexedConnection) -> BoxFuture<'static, Result<T, redis::RedisError>>,
+    {
+        let call = async {
+            let conn = self.connection().await?;
+            f(conn).await.map_err(|e| RedisError::Unavailable(e.to_string()))
+        };
+        let result = tokio::time::timeout(DEADLINE, call)
+            .await
+            .unwrap_or_else(|_| Err(RedisError::Unavailable("timed out".into())));
+        if result.is_err() {
+            self.release();
+        }
+        result
     }
 
     /// Round-trips `PING`; the latency on success.
     pub async fn ping(&self) -> Result<Duration, RedisError> {
         let started = Instant::now();
-        let call = async {
-            let mut conn = self.get().await?;
-            deadpool_redis::redis::cmd("PING")
-                .query_async::<String>(&mut conn)
-                .await
-                .map_err(|e| RedisError::Unavailable(e.to_string()))
-        };
-        match tokio::time::timeout(DEADLINE, call).await {
-            Ok(Ok(_)) => Ok(started.elapsed()),
-            Ok(Err(e)) => Err(e),
-            Err(_) => Err(RedisError::Unavailable("PING timed out".into())),
-        }
+        self.run(|mut c| Box::pin(async move { redis::cmd("PING").query_async::<String>(&mut c).await })).await?;
+        Ok(started.elapsed())
     }
 }
 
@@ -107,13 +143,9 @@ impl RedisStore {
 
     async fn run<T, F>(&self, f: F) -> StoreResult<T>
     where
-        F: for<'c> FnOnce(&'c mut deadpool_redis::Connection) -> BoxFuture<'c, Result<T, redis::RedisError>>,
+        F: FnOnce(MultiplexedConnection) -> BoxFuture<'static, Result<T, redis::RedisError>>,
     {
-        let call = async {
-            let mut conn = self.pool.get().await.map_err(unavailable)?;
-            f(&mut conn).await.map_err(unavailable)
-        };
-        tokio::time::timeout(DEADLINE, call).await.map_err(|_| unavailable("timed out"))?
+        self.pool.run(f).await.map_err(unavailable)
     }
 }
 
@@ -132,29 +164,30 @@ impl EphemeralStore for RedisStore {
                 pipe.cmd("SADD").arg(index_key(session)).arg(user).ignore();
             }
             pipe.cmd("PEXPIRE").arg(index_key(session)).arg(self.keep_ms).ignore();
-            self.run(move |c| Box::pin(async move { pipe.query_async::<()>(c).await })).await
+            self.run(move |mut c| Box::pin(async move { pipe.query_async::<()>(&mut c).await })).await
         })
     }
 
     fn locations(&self, session: SessionId) -> BoxFuture<'_, StoreResult<Vec<LocationView>>> {
         Box::pin(async move {
             let users: Vec<String> = self
-                .run(move |c| {
-                    Box::pin(async move { redis::cmd("SMEMBERS").arg(index_key(session)).query_async(c).await })
+                .run(move |mut c| {
+                    Box::pin(async move { redis::cmd("SMEMBERS").arg(index_key(session)).query_async(&mut c).await })
                 })
                 .await?;
             if users.is_empty() {
                 return Ok(Vec::new());
             }
             let keys: Vec<String> = users.iter().map(|u| loc_key(session, u)).collect();
-            let values: Vec<Option<String>> =
-                self.run(move |c| Box::pin(async move { redis::cmd("MGET").arg(keys).query_async(c).await })).await?;
+            let values: Vec<Option<String>> = self
+                .run(move |mut c| Box::pin(async move { redis::cmd("MGET").arg(keys).query_async(&mut c).await }))
+                .await?;
             let expired: Vec<&String> =
                 users.iter().zip(&values).filter(|(_, v)| v.is_none()).map(|(u, _)| u).collect();
             if !expired.is_empty() {
                 let mut cmd = redis::cmd("SREM");
                 cmd.arg(index_key(session)).arg(expired);
-                self.run(move |c| Box::pin(async move { cmd.query_async::<()>(c).await })).await?;
+                self.run(move |mut c| Box::pin(async move { cmd.query_async::<()>(&mut c).await })).await?;
             }
             values
                 .into_iter()
@@ -180,20 +213,21 @@ impl EphemeralStore for RedisStore {
                 .arg(seen_key(session))
                 .arg(&user)
                 .ignore();
-            self.run(move |c| Box::pin(async move { pipe.query_async::<()>(c).await })).await
+            self.run(move |mut c| Box::pin(async move { pipe.query_async::<()>(&mut c).await })).await
         })
     }
 
     fn forget_session(&self, session: SessionId) -> BoxFuture<'_, StoreResult<()>> {
         Box::pin(async move {
             let users: Vec<String> = self
-                .run(move |c| {
-                    Box::pin(async move { redis::cmd("SMEMBERS").arg(index_key(session)).query_async(c).await })
+                .run(move |mut c| {
+                    Box::pin(async move { redis::cmd("SMEMBERS").arg(index_key(session)).query_async(&mut c).await })
                 })
                 .await?;
             let mut keys: Vec<String> = users.iter().map(|u| loc_key(session, u)).collect();
             keys.extend([index_key(session), seen_key(session), activity_key(session)]);
-            self.run(move |c| Box::pin(async move { redis::cmd("DEL").arg(keys).query_async::<()>(c).await })).await
+            self.run(move |mut c| Box::pin(async move { redis::cmd("DEL").arg(keys).query_async::<()>(&mut c).await }))
+                .await
         })
     }
 
@@ -222,7 +256,7 @@ impl EphemeralStore for RedisStore {
                 .arg(latest.timestamp_millis())
                 .arg(self.keep_ms)
                 .ignore();
-            self.run(move |c| Box::pin(async move { pipe.query_async::<()>(c).await })).await?;
+            self.run(move |mut c| Box::pin(async move { pipe.query_async::<()>(&mut c).await })).await?;
             Ok(())
         })
     }
@@ -230,8 +264,8 @@ impl EphemeralStore for RedisStore {
     fn last_seen(&self, session: SessionId) -> BoxFuture<'_, StoreResult<SeenMap>> {
         Box::pin(async move {
             let raw: HashMap<String, i64> = self
-                .run(move |c| {
-                    Box::pin(async move { redis::cmd("HGETALL").arg(seen_key(session)).query_async(c).await })
+                .run(move |mut c| {
+                    Box::pin(async move { redis::cmd("HGETALL").arg(seen_key(session)).query_async(&mut c).await })
                 })
                 .await?;
             Ok(raw
@@ -244,8 +278,8 @@ impl EphemeralStore for RedisStore {
     fn last_activity(&self, session: SessionId) -> BoxFuture<'_, StoreResult<Option<DateTime<Utc>>>> {
         Box::pin(async move {
             let ms: Option<i64> = self
-                .run(move |c| {
-                    Box::pin(async move { redis::cmd("GET").arg(activity_key(session)).query_async(c).await })
+                .run(move |mut c| {
+                    Box::pin(async move { redis::cmd("GET").arg(activity_key(session)).query_async(&mut c).await })
                 })
                 .await?;
             Ok(ms.and_then(DateTime::from_timestamp_millis))
