@@ -555,9 +555,19 @@ impl WsClient {
 
     /// The first `event` push whose payload satisfies `pred`, within `within`.
     pub async fn assert_push_within(&mut self, event: &str, within: Duration, pred: impl Fn(&Value) -> bool) -> Msg {
-        let deadline = Instant::now() + within;
-        let found = self.take_where(deadline, |m| m.event == event && pred(&m.payload)).await;
+        let found = self.try_push_within(event, within, pred).await;
         found.unwrap_or_else(|| panic!("no matching {event} within {within:?}; last frames:\n  {}", self.tail()))
+    }
+
+    /// The first `event` push whose payload satisfies `pred` within `within`, if one comes.
+    pub async fn try_push_within(
+        &mut self,
+        event: &str,
+        within: Duration,
+        pred: impl Fn(&Value) -> bool,
+    ) -> Option<Msg> {
+        let deadline = Instant::now() + within;
+        self.take_where(deadline, |m| m.event == event && pred(&m.payload)).await
     }
 
     /// Asserts that no `event` push arrives (or is waiting) within `within`.

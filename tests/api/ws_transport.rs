@@ -1,14 +1,16 @@
 //! The WebSocket transport at the byte level: an accepted socket is served straight off its TCP
-//! connection (frames sent with the handshake included), and a refused upgrade gets its full
-//! HTTP answer before the connection closes.
+//! connection (frames sent with the handshake included), a refused upgrade gets its full HTTP
+//! answer before the connection closes, a client that stops reading is dropped after
+//! `SOCKET_TIMEOUT_SECONDS`, and a server-side close waits for the client's Close frame.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpSocket, TcpStream};
 
-use crate::helpers::spawn_app;
+use crate::helpers::{spawn_app, spawn_app_with};
+use crate::ws_client::{loc, topic, WsClient};
 
 const WAIT: Duration = Duration::from_secs(5);
 
@@ -21,9 +23,14 @@ fn handshake(path: &str) -> String {
 
 /// A masked client text frame (RFC 6455 §5.2).
 fn text_frame(text: &str) -> Vec<u8> {
+    client_frame(0x81, text.as_bytes())
+}
+
+/// A masked client frame with this first byte (FIN + opcode).
+fn client_frame(first: u8, payload: &[u8]) -> Vec<u8> {
     let mask = [0x12, 0x34, 0x56, 0x78];
-    let len = text.len();
-    let mut frame = vec![0x81];
+    let len = payload.len();
+    let mut frame = vec![first];
     match len {
         0..=125 => frame.push(0x80 | len as u8),
         126..=65535 => {
@@ -36,7 +43,7 @@ fn text_frame(text: &str) -> Vec<u8> {
         }
     }
     frame.extend_from_slice(&mask);
-    frame.extend(text.bytes().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+    frame.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
     frame
 }
 
@@ -55,11 +62,10 @@ async fn read_head(stream: &mut TcpStream) -> (String, Vec<u8>) {
     }
 }
 
-/// Reads one unmasked server text frame, given what was already read.
-async fn read_text(stream: &mut TcpStream, buf: &mut Vec<u8>) -> String {
+/// Reads one unmasked server frame, given what was already read: its first byte and payload.
+async fn read_frame(stream: &mut (impl AsyncRead + Unpin), buf: &mut Vec<u8>) -> (u8, Vec<u8>) {
     loop {
         if buf.len() >= 2 {
-            assert_eq!(buf[0], 0x81, "a final text frame");
             let (len, start) = match buf[1] & 0x7f {
                 126 if buf.len() >= 4 => (u16::from_be_bytes([buf[2], buf[3]]) as usize, 4),
                 126 => (usize::MAX, 0),
@@ -67,9 +73,9 @@ async fn read_text(stream: &mut TcpStream, buf: &mut Vec<u8>) -> String {
                 n => (n as usize, 2),
             };
             if len != usize::MAX && buf.len() >= start + len {
-                let text = String::from_utf8(buf[start..start + len].to_vec()).expect("UTF-8 text");
+                let frame = (buf[0], buf[start..start + len].to_vec());
                 buf.drain(..start + len);
-                return text;
+                return frame;
             }
         }
         let mut chunk = [0u8; 4096];
@@ -77,6 +83,13 @@ async fn read_text(stream: &mut TcpStream, buf: &mut Vec<u8>) -> String {
         assert!(n > 0, "connection closed before a whole frame");
         buf.extend_from_slice(&chunk[..n]);
     }
+}
+
+/// Reads one unmasked server text frame, given what was already read.
+async fn read_text(stream: &mut (impl AsyncRead + Unpin), buf: &mut Vec<u8>) -> String {
+    let (first, payload) = read_frame(stream, buf).await;
+    assert_eq!(first, 0x81, "a final text frame");
+    String::from_utf8(payload).expect("UTF-8 text")
 }
 
 #[actix_rt::test]
@@ -141,4 +154,114 @@ async fn a_refused_upgrade_gets_its_whole_answer_then_the_connection_closes() {
 
     let (head, _) = refused(&app.address, "/socket/elsewhere").await;
     assert!(head.starts_with("HTTP/1.1 404 "), "{head}");
+}
+
+/// A client that keeps writing (heartbeats) but never reads must not hold its socket actor, or the
+/// server's memory, forever: once the connection has accepted nothing for `SOCKET_TIMEOUT_SECONDS`
+/// the server drops it, and the session sees the participant leave.
+#[actix_rt::test]
+async fn a_client_that_stops_reading_is_dropped_after_the_socket_timeout() {
+    let app = spawn_app_with(|v| {
+        v.insert("SOCKET_TIMEOUT_SECONDS".into(), "2".into());
+        v.insert("MAX_UPDATES_PER_SECOND".into(), "100000".into());
+        v.insert("MAX_SOCKET_QUEUE".into(), "50".into());
+    })
+    .await;
+    let (session, people) = app.session_with(&["Ana", "Bo"]).await;
+    let t = topic(&session.id);
+
+    // Ana: a small receive buffer, a join, then heartbeats only; she reads nothing after her reply.
+    let socket = TcpSocket::new_v4().expect("a socket");
+    socket.set_recv_buffer_size(4096).expect("a small receive buffer");
+    let addr = app.address.trim_start_matches("http://").parse().expect("an address");
+    let mut ana = socket.connect(addr).await.expect("connect");
+    let mut bytes = handshake(&format!("/socket/websocket?vsn=2.0.0&token={}", people[0].token)).into_bytes();
+    bytes.extend(text_frame(&json!(["1", "1", t, "phx_join", {}]).to_string()));
+    ana.write_all(&bytes).await.expect("write");
+    let (head, mut rest) = read_head(&mut ana).await;
+    assert!(head.starts_with("HTTP/1.1 101 "), "{head}");
+    let reply: Value = serde_json::from_str(&read_text(&mut ana, &mut rest).await).expect("JSON");
+    assert_eq!(reply[4]["status"], "ok", "{reply}");
+
+    // Bo: reads everything in a task of its own (so his side never stalls) and reports Ana's leave.
+    let mut bo = TcpStream::connect(addr).await.expect("connect");
+    let mut bytes = handshake(&format!("/socket/websocket?vsn=2.0.0&token={}", people[1].token)).into_bytes();
+    bytes.extend(text_frame(&json!(["1", "1", t, "phx_join", {}]).to_string()));
+    bo.write_all(&bytes).await.expect("write");
+    let (head, mut rest) = read_head(&mut bo).await;
+    assert!(head.starts_with("HTTP/1.1 101 "), "{head}");
+    let (mut bo_in, mut bo_out) = bo.into_split();
+    let (left_tx, mut left_rx) = tokio::sync::oneshot::channel();
+    let ana_id = people[0].user_id.clone();
+    actix_rt::spawn(async move {
+        loop {
+            let text = read_text(&mut bo_in, &mut rest).await;
+            if text.contains("presence_diff") {
+                let diff: Value = serde_json::from_str(&text).expect("JSON");
+                if diff[4]["leaves"].get(&ana_id).is_some() {
+                    let _ = left_tx.send(diff);
+                    return;
+                }
+            }
+        }
+    });
+
+    // Bo floods locations until Ana's connection is full (the server's send buffer may grow to
+    // 4 MiB: ~20,000 frames) and the server gives up on it.
+    let started = Instant::now();
+    let mut n = 1;
+    let diff = loop {
+        assert!(started.elapsed() < Duration::from_secs(30), "Ana was never dropped");
+        let mut batch = Vec::new();
+        for _ in 0..500 {
+            n += 1;
+            let push =
+                json!(["1", n.to_string(), t, "location_update", loc(10.0 + f64::from(n % 1000) / 1000.0, 20.0)]);
+            batch.extend(text_frame(&push.to_string()));
+        }
+        bo_out.write_all(&batch).await.expect("Bo writes");
+        // Ana's own writes still go out (the server's receive buffer takes them): she is not silent.
+        let beat = text_frame(&json!([null, n.to_string(), "phoenix", "heartbeat", {}]).to_string());
+        let _ = tokio::time::timeout(Duration::from_millis(20), ana.write_all(&beat)).await;
+        if let Ok(diff) = tokio::time::timeout(Duration::from_millis(50), &mut left_rx).await {
+            break diff.expect("Bo's reader reports");
+        }
+    };
+    assert!(diff[4]["leaves"].get(&people[0].user_id).is_some(), "{diff}");
+    // The session goes on for Bo.
+    let mut bo = WsClient::joined(&app, &people[1].token, &session.id).await;
+    bo.location(&t, loc(1.0, 1.0)).await.assert_ok("the session goes on");
+}
+
+/// When the server ends a socket, it sends its Close frame and then waits for the client's: the
+/// client's answering Close frame must not be met with a reset, so it reads a clean end.
+#[actix_rt::test]
+async fn a_server_close_waits_for_the_client_close_frame() {
+    let app = spawn_app_with(|v| {
+        v.insert("SOCKET_TIMEOUT_SECONDS".into(), "1".into());
+    })
+    .await;
+    let (_, people) = app.session_with(&["Ana"]).await;
+    let mut stream = TcpStream::connect(app.address.trim_start_matches("http://")).await.expect("connect");
+    let path = format!("/socket/websocket?vsn=2.0.0&token={}", people[0].token);
+    stream.write_all(handshake(&path).as_bytes()).await.expect("write");
+    let (head, mut rest) = read_head(&mut stream).await;
+    assert!(head.starts_with("HTTP/1.1 101 "), "{head}");
+
+    // Silent for a second: the server closes with 1000 "timeout".
+    let (first, payload) = read_frame(&mut stream, &mut rest).await;
+    assert_eq!(first, 0x88, "a Close frame");
+    assert_eq!(u16::from_be_bytes([payload[0], payload[1]]), 1000);
+    assert_eq!(&payload[2..], b"timeout");
+
+    // The client answers as RFC 6455 §5.5.1 asks, a little later, then reads the end.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    stream.write_all(&client_frame(0x88, &payload[..2])).await.expect("the client's Close frame is taken");
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let mut tail = Vec::new();
+    let end = tokio::time::timeout(WAIT, stream.read_to_end(&mut tail)).await.expect("the end in time");
+    assert!(end.is_ok(), "a clean end: {end:?}");
+    assert!(tail.is_empty(), "nothing after the Close frame: {tail:?}");
+    // A server that had already let go would have answered the Close frame with a reset.
+    assert!(stream.take_error().expect("SO_ERROR").is_none(), "the Close frame was met with a reset");
 }
