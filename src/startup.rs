@@ -82,11 +82,9 @@ impl Application {
             None => Arc::new(MemoryStore::new(limits.location_ttl)),
         };
 
-        let bus = match (&settings.redis_url, &redis) {
-            (Some(url), Some(pool)) => {
-                ClusterBus::start(url, pool.clone(), metrics.clone()).map_err(|e| RedisError::Config(e.to_string()))?
-            }
-            _ => ClusterBus::disabled(),
+        let bus = match &settings.redis_url {
+            Some(url) => ClusterBus::start(url, metrics.clone()).map_err(|e| RedisError::Config(e.to_string()))?,
+            None => ClusterBus::disabled(),
         };
         let deps = Arc::new(SessionDeps {
             bus: bus.clone(),

@@ -24,7 +24,7 @@ use super::messages::RemoteEvent;
 use super::registry::SessionRegistry;
 use crate::domain::{LocationView, SessionId};
 use crate::ops::metrics::Metrics;
-use crate::store::redis::RedisPool;
+use crate::store::redis::DEADLINE;
 
 /// Messages waiting to be published before new ones are dropped.
 const PUBLISH_QUEUE: usize = 65_536;
@@ -106,12 +106,12 @@ impl ClusterBus {
     }
 
     /// Starts the publisher and subscriber tasks on the current runtime.
-    pub fn start(url: &str, pool: RedisPool, metrics: Arc<Metrics>) -> Result<Self, redis::RedisError> {
+    pub fn start(url: &str, metrics: Arc<Metrics>) -> Result<Self, redis::RedisError> {
         let client = redis::Client::open(url)?;
         let replica = uuid::Uuid::new_v4().simple().to_string();
         let (publish, publish_rx) = mpsc::channel(PUBLISH_QUEUE);
         let (control, control_rx) = mpsc::unbounded_channel();
-        actix_web::rt::spawn(publisher(pool, publish_rx, metrics.clone()));
+        actix_web::rt::spawn(publisher(client.clone(), publish_rx, metrics.clone()));
         actix_web::rt::spawn(subscriber(client, replica.clone(), control_rx, metrics.clone()));
         Ok(Self { inner: Some(Arc::new(Inner { replica, publish, control, metrics })) })
     }
@@ -172,22 +172,47 @@ fn split_origin(payload: &[u8]) -> Option<(&str, &[u8])> {
     Some((std::str::from_utf8(&payload[..split]).ok()?, &payload[split + 1..]))
 }
 
-/// Publishes queued messages in order, a pipeline at a time, on one connection.
-async fn publisher(pool: RedisPool, mut queue: mpsc::Receiver<(String, Bytes)>, metrics: Arc<Metrics>) {
+/// Publishes queued messages in order, a pipeline at a time, on a connection of its own.
+///
+/// The connection is opened here, so the task that drives it runs on this thread too: publishing
+/// through a connection driven from another thread cost two more thread hops per message.
+async fn publisher(client: redis::Client, mut queue: mpsc::Receiver<(String, Bytes)>, metrics: Arc<Metrics>) {
     let mut batch = Vec::with_capacity(PUBLISH_BATCH);
+    let mut conn = None;
     while queue.recv_many(&mut batch, PUBLISH_BATCH).await > 0 {
         let mut pipe = redis::pipe();
         for (channel, payload) in &batch {
             pipe.cmd("PUBLISH").arg(channel).arg(payload.as_ref()).ignore();
         }
-        match pool.run(|mut c| Box::pin(async move { pipe.query_async::<()>(&mut c).await })).await {
-            Ok(()) => metrics.pubsub_published.inc_by(batch.len() as u64),
-            Err(e) => {
+        let failure = match tokio::time::timeout(DEADLINE, publish(&client, &mut conn, &pipe)).await {
+            Ok(Ok(())) => None,
+            Ok(Err(e)) => Some(e.to_string()),
+            Err(_) => Some("timed out".to_owned()),
+        };
+        match failure {
+            None => metrics.pubsub_published.inc_by(batch.len() as u64),
+            Some(e) => {
                 log::warn!("cluster publish failed: {e}");
+                conn = None;
                 drop_backlog(&mut queue, &batch, &metrics);
             }
         }
         batch.clear();
+    }
+}
+
+/// Sends one pipeline, connecting first if need be.
+async fn publish(
+    client: &redis::Client,
+    conn: &mut Option<redis::aio::MultiplexedConnection>,
+    pipe: &redis::Pipeline,
+) -> redis::RedisResult<()> {
+    if conn.is_none() {
+        *conn = Some(client.get_multiplexed_async_connection().await?);
+    }
+    match conn.as_mut() {
+        Some(c) => pipe.query_async(c).await,
+        None => Ok(()),
     }
 }
 

@@ -76,7 +76,7 @@ impl RedisPool {
     }
 
     /// Runs `f` on the shared connection within [`DEADLINE`]; a failure releases the connection.
-    pub async fn run<T, F>(&self, f: F) -> Result<T, RedisError>
+    async fn run<T, F>(&self, f: F) -> Result<T, RedisError>
     where
         F: FnOnce(MultiplexedConnection) -> BoxFuture<'static, Result<T, redis::RedisError>>,
     {
