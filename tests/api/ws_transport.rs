@@ -62,6 +62,19 @@ async fn read_head(stream: &mut TcpStream) -> (String, Vec<u8>) {
     }
 }
 
+/// Upgrades `stream` to a V2 socket for `token`, sending `frames` with the handshake; returns what
+/// followed the `101` head.
+async fn upgrade(stream: &mut TcpStream, token: &str, frames: &[Value]) -> Vec<u8> {
+    let mut bytes = handshake(&format!("/socket/websocket?vsn=2.0.0&token={token}")).into_bytes();
+    for frame in frames {
+        bytes.extend(text_frame(&frame.to_string()));
+    }
+    stream.write_all(&bytes).await.expect("write");
+    let (head, rest) = read_head(stream).await;
+    assert!(head.starts_with("HTTP/1.1 101 "), "{head}");
+    rest
+}
+
 /// Reads one unmasked server frame, given what was already read: its first byte and payload.
 async fn read_frame(stream: &mut (impl AsyncRead + Unpin), buf: &mut Vec<u8>) -> (u8, Vec<u8>) {
     loop {
@@ -175,21 +188,14 @@ async fn a_client_that_stops_reading_is_dropped_after_the_socket_timeout() {
     socket.set_recv_buffer_size(4096).expect("a small receive buffer");
     let addr = app.address.trim_start_matches("http://").parse().expect("an address");
     let mut ana = socket.connect(addr).await.expect("connect");
-    let mut bytes = handshake(&format!("/socket/websocket?vsn=2.0.0&token={}", people[0].token)).into_bytes();
-    bytes.extend(text_frame(&json!(["1", "1", t, "phx_join", {}]).to_string()));
-    ana.write_all(&bytes).await.expect("write");
-    let (head, mut rest) = read_head(&mut ana).await;
-    assert!(head.starts_with("HTTP/1.1 101 "), "{head}");
+    let join = json!(["1", "1", t, "phx_join", {}]);
+    let mut rest = upgrade(&mut ana, &people[0].token, std::slice::from_ref(&join)).await;
     let reply: Value = serde_json::from_str(&read_text(&mut ana, &mut rest).await).expect("JSON");
     assert_eq!(reply[4]["status"], "ok", "{reply}");
 
     // Bo: reads everything in a task of its own (so his side never stalls) and reports Ana's leave.
     let mut bo = TcpStream::connect(addr).await.expect("connect");
-    let mut bytes = handshake(&format!("/socket/websocket?vsn=2.0.0&token={}", people[1].token)).into_bytes();
-    bytes.extend(text_frame(&json!(["1", "1", t, "phx_join", {}]).to_string()));
-    bo.write_all(&bytes).await.expect("write");
-    let (head, mut rest) = read_head(&mut bo).await;
-    assert!(head.starts_with("HTTP/1.1 101 "), "{head}");
+    let mut rest = upgrade(&mut bo, &people[1].token, &[join]).await;
     let (mut bo_in, mut bo_out) = bo.into_split();
     let (left_tx, mut left_rx) = tokio::sync::oneshot::channel();
     let ana_id = people[0].user_id.clone();
@@ -243,10 +249,7 @@ async fn a_server_close_waits_for_the_client_close_frame() {
     .await;
     let (_, people) = app.session_with(&["Ana"]).await;
     let mut stream = TcpStream::connect(app.address.trim_start_matches("http://")).await.expect("connect");
-    let path = format!("/socket/websocket?vsn=2.0.0&token={}", people[0].token);
-    stream.write_all(handshake(&path).as_bytes()).await.expect("write");
-    let (head, mut rest) = read_head(&mut stream).await;
-    assert!(head.starts_with("HTTP/1.1 101 "), "{head}");
+    let mut rest = upgrade(&mut stream, &people[0].token, &[]).await;
 
     // Silent for a second: the server closes with 1000 "timeout".
     let (first, payload) = read_frame(&mut stream, &mut rest).await;
