@@ -20,6 +20,7 @@ use crate::http::error::ApiError;
 use crate::http::{self, middleware, AppState};
 use crate::ops::cleanup::CleanupWorker;
 use crate::ops::drain::{self, Drain};
+use crate::ops::memory::MemoryTrimmer;
 use crate::ops::metrics::Metrics;
 use crate::realtime::cluster::ClusterBus;
 use crate::realtime::session::SessionDeps;
@@ -105,6 +106,7 @@ impl Application {
             limits.ended_retention,
         )
         .start();
+        MemoryTrimmer::new(metrics.clone()).start();
 
         let address = format!("{}:{}", settings.host, settings.port);
         let listener =

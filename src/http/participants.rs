@@ -7,7 +7,7 @@ use utoipa::ToSchema;
 
 use super::body::JsonBody;
 use super::error::{ApiError, FieldErrors};
-use super::sessions::{chrono_duration, load, now};
+use super::sessions::{activity_in_doubt, chrono_duration, load, now, settle};
 use super::{bearer_claims, session_id, AppState};
 use crate::auth::{Claims, Role};
 use crate::db::{self, participants::JoinOutcome};
@@ -77,7 +77,6 @@ pub async fn join(
     };
 
     let now = now();
-    let session = load(&state, sid, now).await?;
     let participant = Participant {
         id: ParticipantId::new(),
         session_id: sid,
@@ -90,9 +89,28 @@ pub async fn join(
         removed_at: None,
     };
     let limits = &state.settings.limits;
-    let (max, inactivity) = (limits.max_participants, chrono_duration(limits.session_inactivity));
-    let stored = participant.clone();
-    let outcome = state.db.run(move |conn| db::participants::join(conn, &stored, now, max, inactivity)).await?;
+    let (max, inactivity) = (limits.max_participants, state.inactivity());
+    let join = {
+        let participant = participant.clone();
+        move |conn: &mut db::DbConnection| db::participants::join(conn, &participant, now, max, inactivity)
+    };
+    // One trip to the database: the session is read and joined together, unless its activity
+    // must first be taken from the store (the join itself re-checks the session's state).
+    let (found, outcome) = state
+        .db
+        .run(move |conn| {
+            let found = db::sessions::find(conn, sid)?;
+            match &found {
+                Some(s) if !activity_in_doubt(s, now, inactivity) => Ok((found, Ok(join(conn)?))),
+                _ => Ok((found, Err(join))),
+            }
+        })
+        .await?;
+    let session = settle(&state, found, now).await?;
+    let outcome = match outcome {
+        Ok(outcome) => outcome,
+        Err(join) => state.db.run(join).await?,
+    };
     match outcome {
         JoinOutcome::Joined => {}
         JoinOutcome::SessionNotFound => return Err(ApiError::NotFound("session not found")),
@@ -172,18 +190,36 @@ pub async fn remove(
         Role::Participant => return Err(ApiError::Forbidden("participants can only remove themselves")),
     };
     let now = now();
-    if reason == LeaveReason::Left {
-        // A participant's token dies with its membership.
-        let me = state.db.run(move |conn| db::participants::find(conn, uid)).await?;
-        if me.is_none_or(|p| p.removed_at.is_some()) {
-            return Err(ApiError::Unauthorized("token no longer valid: participant has left"));
-        }
+    let inactivity = state.inactivity();
+    let left = reason == LeaveReason::Left;
+    let remove = move |conn: &mut db::DbConnection| db::participants::remove(conn, sid, uid, reason, now);
+    // One trip to the database when nothing below can refuse the removal; otherwise the
+    // checks come first and the removal takes a second trip.
+    let (me, found, removed) = state
+        .db
+        .run(move |conn| {
+            let me = if left { db::participants::find(conn, uid)? } else { None };
+            let found = db::sessions::find(conn, sid)?;
+            let clear = (!left || me.as_ref().is_some_and(|p| p.removed_at.is_none()))
+                && found
+                    .as_ref()
+                    .is_some_and(|s| !activity_in_doubt(s, now, inactivity) && s.end_reason(now, inactivity).is_none());
+            let removed = if clear { Ok(remove(conn)?) } else { Err(remove) };
+            Ok((me, found, removed))
+        })
+        .await?;
+    // A participant's token dies with its membership.
+    if left && me.is_none_or(|p| p.removed_at.is_some()) {
+        return Err(ApiError::Unauthorized("token no longer valid: participant has left"));
     }
-    let session = load(&state, sid, now).await?;
-    if session.end_reason(now, state.inactivity()).is_some() {
+    let session = settle(&state, found, now).await?;
+    if session.end_reason(now, inactivity).is_some() {
         return Err(ApiError::SessionEnded);
     }
-    let removed = state.db.run(move |conn| db::participants::remove(conn, sid, uid, reason, now)).await?;
+    let removed = match removed {
+        Ok(removed) => removed,
+        Err(remove) => state.db.run(remove).await?,
+    };
     if !removed {
         return Err(ApiError::NotFound("participant not found"));
     }

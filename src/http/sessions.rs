@@ -108,24 +108,34 @@ pub async fn create(
 
 /// Loads a session that has not been purged yet; anything else is 404.
 pub async fn load(state: &AppState, id: SessionId, now: DateTime<Utc>) -> Result<Session, ApiError> {
-    let session =
-        state.db.run(move |conn| db::sessions::find(conn, id)).await?.ok_or(ApiError::NotFound("session not found"))?;
-    let mut session = session;
-    let limits = &state.settings.limits;
-    let inactivity = chrono_duration(limits.session_inactivity);
-    // SQL's last activity lags behind the sockets by up to a flush; before calling a session
-    // inactive, ask the ephemeral store, and bring SQL up to date so joins see it too.
-    if session.ended.is_none() && now >= session.last_activity_at + inactivity && now < session.expires_at {
-        if let Ok(Some(at)) = state.store.last_activity(id).await {
+    let found = state.db.run(move |conn| db::sessions::find(conn, id)).await?;
+    settle(state, found, now).await
+}
+
+/// Whether SQL's last activity of the session must be checked against the ephemeral store
+/// before it is believed: it lags behind the sockets by up to a flush, so a session SQL calls
+/// inactive may not be.
+pub fn activity_in_doubt(session: &Session, now: DateTime<Utc>, inactivity: chrono::Duration) -> bool {
+    session.ended.is_none() && now >= session.last_activity_at + inactivity && now < session.expires_at
+}
+
+/// Makes a session just read from SQL fit to act on: a missing or purged one is 404, and
+/// when its activity is in doubt, the store's is taken and written back so joins see it too.
+pub async fn settle(state: &AppState, found: Option<Session>, now: DateTime<Utc>) -> Result<Session, ApiError> {
+    let mut session = found.ok_or(ApiError::NotFound("session not found"))?;
+    let inactivity = state.inactivity();
+    if activity_in_doubt(&session, now, inactivity) {
+        if let Ok(Some(at)) = state.store.last_activity(session.id).await {
             if at > session.last_activity_at {
                 session.last_activity_at = at;
+                let id = session.id;
                 state.db.run(move |conn| db::sessions::touch_activity(conn, id, at)).await?;
             }
         }
     }
     // Past its retention an ended session is as good as purged, whether or not the sweep ran.
     if session.end_reason(now, inactivity).is_some()
-        && session.ends_at(inactivity) + chrono_duration(limits.ended_retention) <= now
+        && session.ends_at(inactivity) + chrono_duration(state.settings.limits.ended_retention) <= now
     {
         return Err(ApiError::NotFound("session not found"));
     }

@@ -58,13 +58,18 @@ pub async fn upgrade(state: web::Data<AppState>, req: HttpRequest) -> Result<Htt
         _ => return Err(ApiError::Forbidden("only participant tokens open sockets").into()),
     };
     let expires_at = claims.expires_at().ok_or(ApiError::Forbidden("invalid token"))?;
-    let member = state.db.run(move |conn| db::participants::find(conn, participant)).await.map_err(ApiError::from)?;
-    if !member.is_some_and(|p| p.session_id == claims.sid && p.removed_at.is_none()) {
+    let sid = claims.sid;
+    let (member, found) = state
+        .db
+        .run(move |conn| Ok((db::participants::find(conn, participant)?, db::sessions::find(conn, sid)?)))
+        .await
+        .map_err(ApiError::from)?;
+    if !member.is_some_and(|p| p.session_id == sid && p.removed_at.is_none()) {
         return Err(ApiError::Forbidden("participant is no longer in the session").into());
     }
     // A token outlives nothing: an ended (or purged) session opens no sockets.
     let now = chrono::Utc::now();
-    let session = super::sessions::load(&state, claims.sid, now).await.map_err(|e| match e {
+    let session = super::sessions::settle(&state, found, now).await.map_err(|e| match e {
         ApiError::NotFound(_) => ApiError::Forbidden("session has ended"),
         other => other,
     })?;

@@ -1,5 +1,6 @@
-//! Operations: counters, the cleanup sweep.
+//! Operations: counters, the cleanup sweep, draining, returning freed memory.
 
 pub mod cleanup;
 pub mod drain;
+pub mod memory;
 pub mod metrics;

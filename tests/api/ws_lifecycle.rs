@@ -64,6 +64,34 @@ async fn a_participant_not_seen_for_the_inactivity_limit_is_removed() {
 }
 
 #[actix_rt::test]
+async fn rest_calls_ask_the_store_while_sql_lags_behind_a_busy_session() {
+    // SQL hears of socket activity every 30 s; past the inactivity limit by SQL's clock, a
+    // leave, a join and a socket must still find the session live through the store.
+    let app = spawn_app_with(short_inactivity).await;
+    let (session, people) = app.session_with(&["Ana", "Bo"]).await;
+    let (ana, bo) = (&people[0], &people[1]);
+    let mut a = WsClient::joined(&app, &ana.token, &session.id).await;
+    let mut b = WsClient::plain(&app, &bo.token).await;
+    a.auto_heartbeat(Some(Duration::from_millis(200)));
+    b.auto_heartbeat(Some(Duration::from_millis(200)));
+    let busy = Duration::from_millis(2_600);
+    tokio::join!(a.drain_for(busy), b.drain_for(busy));
+
+    // All at once, so each reads SQL before any of them has brought it up to date.
+    let dee = json!({"display_name": "Dee"});
+    let (left, joined, socket) = tokio::join!(
+        app.remove(&session.id, &bo.user_id, Some(&bo.token)),
+        app.join(&session.id, &dee),
+        WsClient::connect(&app, &ana.token, Some("2.0.0")),
+    );
+    left.assert_no_content("leave");
+    joined.assert_status(201, "join");
+    assert!(socket.is_ok(), "a second socket opens: {:?}", socket.err());
+    a.refute_push("session_ended", Duration::ZERO).await;
+    a.assert_push("participant_left", |p| p["user_id"] == bo.user_id.as_str() && p["reason"] == "left").await;
+}
+
+#[actix_rt::test]
 async fn an_expired_session_ends_and_closes_its_sockets_with_1008() {
     let app = spawn_app().await;
     let (session, people) = app.session_with(&["Ana", "Bo"]).await;

@@ -161,7 +161,7 @@ fanout:  --sessions S (default 20)  --participants P (default 50)  --rate HZ (de
          --warmup SECONDS (default 5)  --drain SECONDS (default 2)
 idle:    --sockets N (default 1000)  --per-session P (default 50)
 churn:   --rate CYCLES_PER_S (default 100)  --reuse K cycles per session (default 10)
-         --settle SECONDS (default 35)
+         --settle SECONDS (default 45)
 rest:    --concurrency C (default 16)
 
 Latency counts from when a message was due, not when it was sent; the due time travels in the
@@ -290,7 +290,7 @@ pub fn parse(args: &[String]) -> Result<Command, ArgError> {
         sockets: 1000,
         per_session: 50,
         concurrency: 16,
-        settle: 35.0,
+        settle: 45.0,
         reuse: 10,
         drain: 2.0,
         heartbeat: 30.0,
