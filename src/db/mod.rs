@@ -216,6 +216,34 @@ impl Db {
     }
 }
 
+/// A step of a database call that either ran within it or was left for a call of its own, so a
+/// handler can read and write in one trip when its checks allow, and in two when they do not.
+pub enum Step<T, F> {
+    /// It ran; its result.
+    Done(T),
+    /// It did not run.
+    Later(F),
+}
+
+impl<T, F> Step<T, F>
+where
+    F: FnOnce(&mut DbConnection) -> Result<T, DbError> + Send + 'static,
+    T: Send + 'static,
+{
+    /// Runs `f` on `conn` now if `now` holds, else keeps it for [`Step::finish`].
+    pub fn run_if(now: bool, conn: &mut DbConnection, f: F) -> Result<Self, DbError> {
+        Ok(if now { Self::Done(f(conn)?) } else { Self::Later(f) })
+    }
+
+    /// The step's result, running it in a call of its own if it was left for later.
+    pub async fn finish(self, db: &Db) -> Result<T, DbError> {
+        match self {
+            Self::Done(result) => Ok(result),
+            Self::Later(f) => db.run(f).await,
+        }
+    }
+}
+
 /// Stored times are naive UTC; the API speaks `DateTime<Utc>`.
 pub(crate) fn utc(naive: chrono::NaiveDateTime) -> chrono::DateTime<chrono::Utc> {
     naive.and_utc()

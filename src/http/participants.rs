@@ -10,7 +10,7 @@ use super::error::{ApiError, FieldErrors};
 use super::sessions::{activity_in_doubt, chrono_duration, load, now, settle};
 use super::{bearer_claims, session_id, AppState};
 use crate::auth::{Claims, Role};
-use crate::db::{self, participants::JoinOutcome};
+use crate::db::{self, participants::JoinOutcome, Step};
 use crate::domain::{AvatarColor, DisplayName, LeaveReason, Participant, ParticipantId};
 use crate::realtime::messages::{ParticipantJoined, ParticipantLeft};
 use crate::views::{ParticipantList, ParticipantView};
@@ -100,18 +100,12 @@ pub async fn join(
         .db
         .run(move |conn| {
             let found = db::sessions::find(conn, sid)?;
-            match &found {
-                Some(s) if !activity_in_doubt(s, now, inactivity) => Ok((found, Ok(join(conn)?))),
-                _ => Ok((found, Err(join))),
-            }
+            let ready = found.as_ref().is_some_and(|s| !activity_in_doubt(s, now, inactivity));
+            Ok((found, Step::run_if(ready, conn, join)?))
         })
         .await?;
     let session = settle(&state, found, now).await?;
-    let outcome = match outcome {
-        Ok(outcome) => outcome,
-        Err(join) => state.db.run(join).await?,
-    };
-    match outcome {
+    match outcome.finish(&state.db).await? {
         JoinOutcome::Joined => {}
         JoinOutcome::SessionNotFound => return Err(ApiError::NotFound("session not found")),
         JoinOutcome::SessionEnded => return Err(ApiError::SessionEnded),
@@ -204,8 +198,7 @@ pub async fn remove(
                 && found
                     .as_ref()
                     .is_some_and(|s| !activity_in_doubt(s, now, inactivity) && s.end_reason(now, inactivity).is_none());
-            let removed = if clear { Ok(remove(conn)?) } else { Err(remove) };
-            Ok((me, found, removed))
+            Ok((me, found, Step::run_if(clear, conn, remove)?))
         })
         .await?;
     // A participant's token dies with its membership.
@@ -216,11 +209,7 @@ pub async fn remove(
     if session.end_reason(now, inactivity).is_some() {
         return Err(ApiError::SessionEnded);
     }
-    let removed = match removed {
-        Ok(removed) => removed,
-        Err(remove) => state.db.run(remove).await?,
-    };
-    if !removed {
+    if !removed.finish(&state.db).await? {
         return Err(ApiError::NotFound("participant not found"));
     }
     state.registry.do_send(ParticipantLeft { session: sid, user: uid, reason });
