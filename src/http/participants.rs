@@ -132,9 +132,8 @@ pub async fn list(state: web::Data<AppState>, path: web::Path<String>) -> Result
     let sid = session_id(&path)?;
     let now = Utc::now();
     let session = load(&state, sid, now).await?;
-    let limits = &state.settings.limits;
-    let live = session.is_active(now, chrono_duration(limits.session_inactivity));
-    let idle = chrono_duration(limits.participant_idle);
+    let live = session.is_active(now, state.inactivity());
+    let idle = chrono_duration(state.settings.limits.participant_idle);
     let mut participants = state.db.run(move |conn| db::participants::list_live(conn, sid)).await?;
     // SQL's last_seen lags behind socket activity; the ephemeral store has the latest.
     match state.store.last_seen(sid).await {
