@@ -82,11 +82,11 @@ pub enum AuthError {
     #[error("missing token")]
     Missing,
     /// The token is malformed, forged, expired or of another issuer.
-    #[error("invalid token: {0}")]
+    #[error("invalid token")]
     Invalid(#[from] jsonwebtoken::errors::Error),
     /// A token could not be signed.
-    #[error("cannot sign token: {0}")]
-    Signing(jsonwebtoken::errors::Error),
+    #[error("cannot sign token")]
+    Signing(#[source] jsonwebtoken::errors::Error),
 }
 
 /// Issues and checks tokens with one secret.

@@ -5,9 +5,13 @@ pub mod config;
 pub mod db;
 pub mod domain;
 pub mod http;
+pub mod metrics;
 pub mod ops;
 pub mod realtime;
+pub mod sessions;
 pub mod startup;
 pub mod store;
 pub mod telemetry;
+#[cfg(feature = "test-support")]
+pub mod testing;
 pub mod views;

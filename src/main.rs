@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use location_sharing::config::{Settings, SETTINGS};
 use location_sharing::db::Db;
 use location_sharing::startup::Application;
-use location_sharing::telemetry;
+use location_sharing::telemetry::{self, Chain};
 
 enum Command {
     Serve,
@@ -90,7 +90,7 @@ fn migrate(settings: &Settings) -> ExitCode {
             ExitCode::SUCCESS
         }
         Err(e) => {
-            eprintln!("error: {e}");
+            eprintln!("error: {}", Chain(&e));
             ExitCode::from(1)
         }
     }
@@ -98,8 +98,8 @@ fn migrate(settings: &Settings) -> ExitCode {
 
 fn serve(settings: Settings) -> ExitCode {
     let result = actix_web::rt::System::new().block_on(async move {
-        let app = Application::build(settings).await.map_err(|e| e.to_string())?;
-        app.run_until_stopped().await.map_err(|e| e.to_string())
+        let app = Application::build(settings).await.map_err(|e| Chain(&e).to_string())?;
+        app.run_until_stopped().await.map_err(|e| Chain(&e).to_string())
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,

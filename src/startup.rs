@@ -18,14 +18,15 @@ use crate::config::Settings;
 use crate::db::{Db, DbError};
 use crate::http::error::ApiError;
 use crate::http::{self, middleware, AppState};
+use crate::metrics::Metrics;
 use crate::ops::cleanup::CleanupWorker;
 use crate::ops::drain::{self, Drain};
 use crate::ops::memory::MemoryTrimmer;
-use crate::ops::metrics::Metrics;
 use crate::realtime::cluster::ClusterBus;
 use crate::realtime::session::SessionDeps;
 use crate::realtime::transport::Takeover;
 use crate::realtime::SessionRegistry;
+use crate::sessions::Sessions;
 use crate::store::memory::MemoryStore;
 use crate::store::redis::{RedisError, RedisPool, RedisStore};
 use crate::store::Store;
@@ -34,17 +35,18 @@ use crate::store::Store;
 #[derive(Debug, thiserror::Error)]
 pub enum StartupError {
     /// The database could not be opened or migrated.
-    #[error(transparent)]
+    #[error("cannot start the database")]
     Database(#[from] DbError),
     /// Redis is misconfigured.
-    #[error(transparent)]
+    #[error("cannot start Redis")]
     Redis(#[from] RedisError),
     /// The listening socket could not be bound.
-    #[error("cannot listen on {address}: {source}")]
+    #[error("cannot listen on {address}")]
     Bind {
         /// The address asked for.
         address: String,
-        /// Why.
+        /// What the operating system said.
+        #[source]
         source: std::io::Error,
     },
 }
@@ -68,13 +70,13 @@ impl Application {
         let db = Db::connect(&settings.database_url, settings.db_pool_size)?
             .with_pool_wait_metric(metrics.db_pool_wait.clone());
         let migrator = db.clone();
-        let applied = web::block(move || migrator.migrate()).await.map_err(|e| DbError::Migration(e.to_string()))??;
+        let applied = web::block(move || migrator.migrate()).await.map_err(|e| DbError::Migration(Box::new(e)))??;
         if applied > 0 {
             log::info!("applied {applied} migration(s)");
         }
 
-        let limits = Arc::new(settings.limits.clone());
-        let redis = settings.redis_url.as_deref().map(RedisPool::new).transpose()?;
+        let limits = settings.limits.clone();
+        let redis = settings.redis_url.as_ref().map(|url| RedisPool::new(url.expose())).transpose()?;
         let store: Store = match &redis {
             Some(pool) => {
                 let keep = limits.session_inactivity + limits.location_ttl;
@@ -84,28 +86,22 @@ impl Application {
         };
 
         let bus = match &settings.redis_url {
-            Some(url) => ClusterBus::start(url, metrics.clone()).map_err(|e| RedisError::Config(e.to_string()))?,
+            Some(url) => ClusterBus::start(url, metrics.clone())?,
             None => ClusterBus::disabled(),
         };
         let deps = Arc::new(SessionDeps {
             bus: bus.clone(),
             db: db.clone(),
             store: store.clone(),
-            limits: (*limits).clone(),
+            limits: limits.clone(),
             metrics: metrics.clone(),
         });
         let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
         let registry = SessionRegistry::new(deps, threads).start();
-        bus.attach(registry.clone());
-        CleanupWorker::new(
-            db.clone(),
-            store.clone(),
-            registry.clone(),
-            limits.cleanup_interval,
-            limits.session_inactivity,
-            limits.ended_retention,
-        )
-        .start();
+        bus.attach(registry.clone().recipient());
+        let tokens = Tokens::new(settings.jwt_secret.expose());
+        let sessions = Arc::new(Sessions::new(db.clone(), store, limits, tokens, registry.clone().recipient()));
+        CleanupWorker::new(sessions.clone()).start();
         MemoryTrimmer::new(metrics.clone()).start();
 
         let address = format!("{}:{}", settings.host, settings.port);
@@ -118,9 +114,7 @@ impl Application {
         let drain = Arc::new(Drain::new(grace));
         let sockets = metrics.sockets.clone();
         let state = web::Data::new(AppState {
-            tokens: Tokens::new(&settings.jwt_secret),
-            limits,
-            store,
+            sessions,
             metrics,
             settings: Arc::new(settings),
             db,

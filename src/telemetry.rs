@@ -4,6 +4,22 @@ use std::io::Write;
 
 use crate::config::LogFormat;
 
+/// An error and every cause under it, `error: cause: cause`: what logs show, so no layer's
+/// reason is lost when an error is wrapped.
+pub struct Chain<'a>(pub &'a (dyn std::error::Error + 'static));
+
+impl std::fmt::Display for Chain<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.0)?;
+        let mut cause = self.0.source();
+        while let Some(e) = cause {
+            write!(f, ": {e}")?;
+            cause = e.source();
+        }
+        Ok(())
+    }
+}
+
 /// Installs the logger once; `RUST_LOG` filters (default `info`).
 pub fn init(format: LogFormat) {
     let mut builder = env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"));
@@ -28,6 +44,15 @@ pub fn json_line(record: &log::Record<'_>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn chains_name_every_cause() {
+        #[derive(Debug, thiserror::Error)]
+        #[error("outer")]
+        struct Outer(#[source] std::io::Error);
+        let err = Outer(std::io::Error::other("inner"));
+        assert_eq!(Chain(&err).to_string(), "outer: inner");
+    }
 
     #[test]
     fn json_lines_are_one_object_each() {

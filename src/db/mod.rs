@@ -35,21 +35,33 @@ pub enum DbConnection {
     Sqlite(SqliteConnection),
 }
 
-/// Failures of the persistence layer.
+/// Failures of the persistence layer; each keeps its cause as its `source`.
 #[derive(Debug, thiserror::Error)]
 pub enum DbError {
-    /// No connection could be had in time, or the server is unreachable.
-    #[error("database unavailable: {0}")]
-    Unavailable(String),
-    /// The call took longer than [`DEADLINE`].
+    /// No connection could be had in time, or the server is unreachable (503).
+    #[error("database unavailable")]
+    Unavailable(#[source] r2d2::PoolError),
+    /// The call took longer than [`DEADLINE`] (503).
     #[error("database call timed out")]
     Timeout,
-    /// A query failed.
-    #[error("database query failed: {0}")]
+    /// The blocking task running the call failed (503).
+    #[error("database task failed")]
+    Task(#[source] actix_web::rt::task::JoinError),
+    /// The SQLite file's folder could not be created (at start).
+    #[error("cannot create {path}")]
+    CreateDir {
+        /// The folder.
+        path: std::path::PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A query failed (500).
+    #[error("database query failed")]
     Query(#[from] diesel::result::Error),
-    /// Migrations could not be applied.
-    #[error("migrations failed: {0}")]
-    Migration(String),
+    /// Migrations could not be applied (at start).
+    #[error("migrations failed")]
+    Migration(#[source] Box<dyn std::error::Error + Send + Sync>),
 }
 
 /// Opens connections of the right kind and prepares SQLite ones.
@@ -125,7 +137,7 @@ impl Db {
             DatabaseUrl::Sqlite(path) => {
                 if let Some(dir) = Path::new(path).parent().filter(|d| !d.as_os_str().is_empty()) {
                     std::fs::create_dir_all(dir)
-                        .map_err(|e| DbError::Unavailable(format!("cannot create {}: {e}", dir.display())))?;
+                        .map_err(|source| DbError::CreateDir { path: dir.to_path_buf(), source })?;
                 }
                 1
             }
@@ -161,25 +173,22 @@ impl Db {
         match &mut *conn {
             DbConnection::Postgres(pg) => {
                 pg.batch_execute(&format!("SELECT pg_advisory_lock({MIGRATION_LOCK_KEY})"))?;
-                let applied = pg
-                    .run_pending_migrations(POSTGRES_MIGRATIONS)
-                    .map(|v| v.len())
-                    .map_err(|e| DbError::Migration(e.to_string()));
+                let applied =
+                    pg.run_pending_migrations(POSTGRES_MIGRATIONS).map(|v| v.len()).map_err(DbError::Migration);
                 let unlocked = pg.batch_execute(&format!("SELECT pg_advisory_unlock({MIGRATION_LOCK_KEY})"));
                 let applied = applied?;
                 unlocked?;
                 Ok(applied)
             }
-            DbConnection::Sqlite(lite) => lite
-                .run_pending_migrations(SQLITE_MIGRATIONS)
-                .map(|v| v.len())
-                .map_err(|e| DbError::Migration(e.to_string())),
+            DbConnection::Sqlite(lite) => {
+                lite.run_pending_migrations(SQLITE_MIGRATIONS).map(|v| v.len()).map_err(DbError::Migration)
+            }
         }
     }
 
     /// A pooled connection; `started` is when the caller began waiting for one.
     fn checkout(&self, started: Instant) -> Result<r2d2::PooledConnection<Manager>, DbError> {
-        let conn = self.pool.get().map_err(|e| DbError::Unavailable(e.to_string()));
+        let conn = self.pool.get().map_err(DbError::Unavailable);
         if let Some(h) = &self.pool_wait {
             h.observe(started.elapsed().as_secs_f64());
         }
@@ -195,7 +204,8 @@ impl Db {
         let db = self.clone();
         let call = async move {
             let started = Instant::now();
-            let permit = db.permits.clone().acquire_owned().await.map_err(|e| DbError::Unavailable(e.to_string()))?;
+            // The semaphore is never closed, so acquiring only waits.
+            let permit = db.permits.clone().acquire_owned().await.map_err(|_| DbError::Timeout)?;
             // The permit goes with the call, so a call abandoned at the deadline still holds
             // its connection's slot until it has really finished.
             let task = actix_web::rt::task::spawn_blocking(move || {
@@ -203,7 +213,7 @@ impl Db {
                 let mut conn = db.checkout(started)?;
                 f(&mut conn)
             });
-            task.await.map_err(|join| DbError::Unavailable(format!("database task failed: {join}")))?
+            task.await.map_err(DbError::Task)?
         };
         tokio::time::timeout(DEADLINE, call).await.unwrap_or(Err(DbError::Timeout))
     }

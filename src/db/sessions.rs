@@ -28,9 +28,13 @@ impl SessionRow {
             created_at: utc(self.created_at),
             expires_at: utc(self.expires_at),
             last_activity_at: utc(self.last_activity_at),
-            ended: self
-                .ended_at
-                .map(|at| (utc(at), EndReason::from_stored(self.end_reason.as_deref().unwrap_or_default()))),
+            ended: match self.ended_at {
+                None => None,
+                Some(at) => {
+                    let reason = self.end_reason.as_deref().unwrap_or_default();
+                    Some((utc(at), reason.parse().map_err(|_| corrupt("sessions.end_reason"))?))
+                }
+            },
             participant_count: u32::try_from(self.participant_count).unwrap_or(0),
         })
     }

@@ -5,7 +5,8 @@ use rand::Rng;
 use super::Invalid;
 
 /// A marker colour as `#RRGGBB`, stored in upper case.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(try_from = "String", into = "String")]
 pub struct AvatarColor(String);
 
 /// Colours handed out when a participant picks none: distinct on a map and readable with white text.
@@ -39,6 +40,21 @@ impl AvatarColor {
     /// Rebuilds a colour read back from the database, where it was checked on the way in.
     pub fn from_trusted(stored: String) -> Self {
         Self(stored)
+    }
+}
+
+/// Read back (from another replica) only as a valid colour.
+impl TryFrom<String> for AvatarColor {
+    type Error = Invalid;
+
+    fn try_from(raw: String) -> Result<Self, Invalid> {
+        Self::parse(&raw)
+    }
+}
+
+impl From<AvatarColor> for String {
+    fn from(color: AvatarColor) -> String {
+        color.0
     }
 }
 

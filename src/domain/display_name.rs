@@ -3,7 +3,8 @@ use std::fmt;
 use super::Invalid;
 
 /// A participant's display name: 1 to 50 characters after trimming, no control characters.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(try_from = "String", into = "String")]
 pub struct DisplayName(String);
 
 impl DisplayName {
@@ -33,6 +34,21 @@ impl DisplayName {
     /// Rebuilds a name read back from the database, where it was checked on the way in.
     pub fn from_trusted(stored: String) -> Self {
         Self(stored)
+    }
+}
+
+/// Read back (from another replica) only as a valid name.
+impl TryFrom<String> for DisplayName {
+    type Error = Invalid;
+
+    fn try_from(raw: String) -> Result<Self, Invalid> {
+        Self::parse(&raw)
+    }
+}
+
+impl From<DisplayName> for String {
+    fn from(name: DisplayName) -> String {
+        name.0
     }
 }
 

@@ -1,9 +1,13 @@
+use std::str::FromStr;
+
 use chrono::{DateTime, Duration, Utc};
+use serde::{Deserialize, Serialize};
 
-use super::{AvatarColor, DisplayName, ParticipantId, SessionId};
+use super::{AvatarColor, DisplayName, Invalid, ParticipantId, SessionId};
 
-/// Why a session ended (the `reason` of `session_ended`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+/// Why a session ended (the `reason` of `session_ended`); serialised as its wire spelling.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum EndReason {
     /// It reached `expires_at`.
     Expired,
@@ -22,19 +26,25 @@ impl EndReason {
             Self::EndedByCreator => "ended_by_creator",
         }
     }
+}
 
-    /// Reads the database spelling back; anything unknown counts as ended by its creator.
-    pub fn from_stored(s: &str) -> Self {
+impl FromStr for EndReason {
+    type Err = Invalid;
+
+    /// Reads the wire and database spelling back; anything else is refused, never guessed.
+    fn from_str(s: &str) -> Result<Self, Invalid> {
         match s {
-            "expired" => Self::Expired,
-            "inactive" => Self::Inactive,
-            _ => Self::EndedByCreator,
+            "expired" => Ok(Self::Expired),
+            "inactive" => Ok(Self::Inactive),
+            "ended_by_creator" => Ok(Self::EndedByCreator),
+            _ => Err(Invalid::new("is not an end reason")),
         }
     }
 }
 
-/// Why a participant left (the `reason` of `participant_left`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+/// Why a participant left (the `reason` of `participant_left`); serialised as its wire spelling.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum LeaveReason {
     /// It left with its own token.
     Left,
@@ -168,7 +178,13 @@ mod tests {
     #[test]
     fn reasons_round_trip() {
         for r in [EndReason::Expired, EndReason::Inactive, EndReason::EndedByCreator] {
-            assert_eq!(EndReason::from_stored(r.as_str()), r);
+            assert_eq!(r.as_str().parse::<EndReason>(), Ok(r));
+            assert_eq!(serde_json::to_value(r).ok(), Some(serde_json::Value::from(r.as_str())));
         }
+        for r in [LeaveReason::Left, LeaveReason::Removed, LeaveReason::Inactive] {
+            assert_eq!(serde_json::to_value(r).ok(), Some(serde_json::Value::from(r.as_str())));
+        }
+        assert!("ended_by_somebody".parse::<EndReason>().is_err());
+        assert!(serde_json::from_str::<LeaveReason>("\"kicked\"").is_err());
     }
 }

@@ -19,11 +19,10 @@ use prometheus::core::Collector;
 use serde::Serialize;
 
 use super::error::ApiError;
-use super::health::{self, Checks};
-use super::web_client::{page, DASHBOARD_HTML};
+use super::pages::{page, DASHBOARD_HTML};
+use super::probes::{self, Checks};
 use super::AppState;
 use crate::config::Settings;
-use crate::realtime::messages::Ping;
 
 /// How long the dependency checks and the registry may take before they count as down.
 const CHECK_DEADLINE: Duration = Duration::from_secs(2);
@@ -212,8 +211,8 @@ fn uptime_seconds() -> Option<f64> {
 /// `GET /dev/dashboard/stats`: one reading of the server's own metrics and health.
 pub async fn stats(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     authorize(&req, &state.settings)?;
-    let registry = async { matches!(tokio::time::timeout(CHECK_DEADLINE, state.registry.send(Ping)).await, Ok(Ok(_))) };
-    let (checks, registry_responding) = tokio::join!(health::checks(&state), registry);
+    let registry = async { probes::registry_stats(&state, CHECK_DEADLINE).await.is_some() };
+    let (checks, registry_responding) = tokio::join!(probes::checks(&state), registry);
     let m = &state.metrics;
     let (http_latency, http_requests) = http_latency(&state);
     let body = Stats {

@@ -8,6 +8,8 @@ use serde_json::json;
 
 use crate::auth::AuthError;
 use crate::db::DbError;
+use crate::sessions::SessionsError;
+use crate::telemetry::Chain;
 
 /// Validation messages per field, as `{"errors": {"field": ["message"]}}`.
 pub type FieldErrors = BTreeMap<String, Vec<String>>;
@@ -90,15 +92,29 @@ impl ResponseError for ApiError {
     }
 }
 
+impl From<SessionsError> for ApiError {
+    fn from(err: SessionsError) -> Self {
+        match err {
+            SessionsError::NotFound(what) => Self::NotFound(what),
+            SessionsError::SessionEnded => Self::SessionEnded,
+            SessionsError::SessionFull => Self::SessionFull,
+            SessionsError::Forbidden(why) => Self::Forbidden(why),
+            SessionsError::Revoked(why) => Self::Unauthorized(why),
+            SessionsError::Database(e) => e.into(),
+            SessionsError::Token(e) => e.into(),
+        }
+    }
+}
+
 impl From<DbError> for ApiError {
     fn from(err: DbError) -> Self {
         match err {
-            DbError::Unavailable(_) | DbError::Timeout => {
-                log::warn!("database unavailable: {err}");
+            DbError::Unavailable(_) | DbError::Timeout | DbError::Task(_) => {
+                log::warn!("{}", Chain(&err));
                 Self::Unavailable("database unavailable")
             }
-            DbError::Query(_) | DbError::Migration(_) => {
-                log::error!("database error: {err}");
+            DbError::Query(_) | DbError::Migration(_) | DbError::CreateDir { .. } => {
+                log::error!("{}", Chain(&err));
                 Self::Internal
             }
         }
@@ -110,8 +126,8 @@ impl From<AuthError> for ApiError {
         match err {
             AuthError::Missing => Self::Unauthorized("missing bearer token"),
             AuthError::Invalid(_) => Self::Unauthorized("invalid or expired token"),
-            AuthError::Signing(e) => {
-                log::error!("cannot sign token: {e}");
+            AuthError::Signing(_) => {
+                log::error!("{}", Chain(&err));
                 Self::Internal
             }
         }

@@ -7,29 +7,11 @@ use serde::Serialize;
 use serde_json::json;
 use utoipa::ToSchema;
 
+use super::probes::{checks, registry_stats, Checks};
 use super::AppState;
-use crate::realtime::messages::{Ping, RegistryStats};
 
 /// How long the registry may take to answer `/health/live`.
 const LIVENESS_DEADLINE: Duration = Duration::from_secs(1);
-
-/// The state of one dependency.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct Check {
-    /// `ok`, `error`, or `disabled` (Redis when `REDIS_URL` is unset).
-    pub status: &'static str,
-    /// Round-trip time of the probe, when it answered.
-    pub latency_ms: Option<f64>,
-}
-
-/// The dependencies checked.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct Checks {
-    /// The SQL database.
-    pub database: Check,
-    /// Redis.
-    pub redis: Check,
-}
 
 /// `GET /health/detailed`.
 #[derive(Debug, Serialize, ToSchema)]
@@ -48,49 +30,6 @@ pub struct Detailed {
     pub draining: bool,
 }
 
-fn millis(d: Duration) -> f64 {
-    (d.as_secs_f64() * 1000.0 * 100.0).round() / 100.0
-}
-
-/// Probes the database and Redis (each bounded by its own deadline) at once.
-pub(crate) async fn checks(state: &AppState) -> Checks {
-    let db = state.db.ping();
-    let redis = async {
-        match &state.redis {
-            None => Check { status: "disabled", latency_ms: None },
-            Some(pool) => match pool.ping().await {
-                Ok(d) => Check { status: "ok", latency_ms: Some(millis(d)) },
-                Err(e) => {
-                    log::warn!("redis health check failed: {e}");
-                    Check { status: "error", latency_ms: None }
-                }
-            },
-        }
-    };
-    let (db, redis) = tokio::join!(db, redis);
-    let database = match db {
-        Ok(d) => Check { status: "ok", latency_ms: Some(millis(d)) },
-        Err(e) => {
-            log::warn!("database health check failed: {e}");
-            Check { status: "error", latency_ms: None }
-        }
-    };
-    Checks { database, redis }
-}
-
-impl Checks {
-    fn all_ok(&self) -> bool {
-        self.database.status == "ok" && self.redis.status != "error"
-    }
-}
-
-async fn registry_stats(state: &AppState) -> Option<RegistryStats> {
-    match tokio::time::timeout(LIVENESS_DEADLINE, state.registry.send(Ping)).await {
-        Ok(Ok(stats)) => Some(stats),
-        _ => None,
-    }
-}
-
 /// The server is up.
 #[utoipa::path(get, path = "/health", tag = "health", responses((status = 200, description = "Up", example = json!({"status": "ok", "version": "0.1.0"}))))]
 pub async fn basic() -> HttpResponse {
@@ -103,7 +42,7 @@ pub async fn basic() -> HttpResponse {
     (status = 503, description = "A dependency is down", body = Detailed),
 ))]
 pub async fn detailed(state: web::Data<AppState>) -> HttpResponse {
-    let (checks, stats) = tokio::join!(checks(&state), registry_stats(&state));
+    let (checks, stats) = tokio::join!(checks(&state), registry_stats(&state, LIVENESS_DEADLINE));
     let healthy = checks.all_ok() && stats.is_some();
     let stats = stats.unwrap_or_default();
     let body = Detailed {
@@ -144,7 +83,7 @@ pub async fn ready(state: web::Data<AppState>) -> HttpResponse {
     (status = 503, description = "The session registry did not answer within 1 s"),
 ))]
 pub async fn live(state: web::Data<AppState>) -> HttpResponse {
-    match registry_stats(&state).await {
+    match registry_stats(&state, LIVENESS_DEADLINE).await {
         Some(_) => HttpResponse::Ok().json(json!({ "status": "ok" })),
         None => HttpResponse::ServiceUnavailable().json(json!({ "status": "unresponsive" })),
     }

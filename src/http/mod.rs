@@ -4,12 +4,15 @@ pub mod body;
 pub mod dashboard;
 pub mod error;
 pub mod health;
+pub mod metrics;
 pub mod middleware;
 pub mod openapi;
+pub mod pages;
 pub mod participants;
+pub mod probes;
 pub mod sessions;
 pub mod socket;
-// The web client; named apart from `actix_web::web`, which this module imports.
+// The web client's routes; named apart from `actix_web::web`, which this module imports.
 #[path = "web.rs"]
 pub mod web_client;
 
@@ -20,43 +23,32 @@ use actix_web::http::header;
 use actix_web::{web, HttpRequest};
 
 use crate::auth::{Claims, Tokens};
-use crate::config::{Limits, Settings};
+use crate::config::Settings;
 use crate::db::Db;
 use crate::domain::SessionId;
+use crate::metrics::Metrics;
 use crate::ops::drain::Drain;
-use crate::ops::metrics::Metrics;
 use crate::realtime::SessionRegistry;
+use crate::sessions::Sessions;
 use crate::store::redis::RedisPool;
-use crate::store::Store;
 use error::ApiError;
 
 /// What every handler may use; built once in `startup`.
 pub struct AppState {
-    /// Settings the server was started with.
+    /// Settings the server was started with (their `limits` are the one copy everything shares).
     pub settings: Arc<Settings>,
-    /// The limits part of the settings, shared with every socket.
-    pub limits: Arc<Limits>,
-    /// Ephemeral state (locations, last seen).
-    pub store: Store,
-    /// Counters.
+    /// The use cases every route calls.
+    pub sessions: Arc<Sessions>,
+    /// Counters, for `/metrics`, the dashboard and new sockets.
     pub metrics: Arc<Metrics>,
-    /// The SQL database.
+    /// The SQL database, for the health probes only (routes go through `sessions`).
     pub db: Db,
-    /// Redis, when configured.
+    /// Redis when configured, for the health probes.
     pub redis: Option<RedisPool>,
-    /// Token issue and check.
-    pub tokens: Tokens,
-    /// The supervisor of session actors.
+    /// The supervisor of session actors, which new sockets join through.
     pub registry: Addr<SessionRegistry>,
     /// Set on SIGTERM: readiness fails, new sockets are refused, open ones close.
     pub drain: Arc<Drain>,
-}
-
-impl AppState {
-    /// `SESSION_INACTIVITY_SECONDS` as the domain's duration.
-    pub fn inactivity(&self) -> chrono::Duration {
-        sessions::chrono_duration(self.settings.limits.session_inactivity)
-    }
 }
 
 /// Mounts every route.
@@ -78,7 +70,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     .route("/dev/dashboard", web::get().to(dashboard::show))
     .route("/dev/dashboard/stats", web::get().to(dashboard::stats))
     .route("/socket/websocket", web::get().to(socket::upgrade))
-    .route("/metrics", web::get().to(crate::ops::metrics::endpoint))
+    .route("/metrics", web::get().to(metrics::endpoint))
     .route("/health", web::get().to(health::basic))
     .route("/health/detailed", web::get().to(health::detailed))
     .route("/health/ready", web::get().to(health::ready))

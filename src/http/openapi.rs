@@ -58,7 +58,7 @@ impl Modify for BearerAuth {
         super::health::live,
         super::socket::upgrade,
         super::web_client::qr,
-        crate::ops::metrics::endpoint,
+        super::metrics::endpoint,
     ),
     components(schemas(ErrorBody, ErrorDetail, ValidationErrorBody)),
     modifiers(&BearerAuth),

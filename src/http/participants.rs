@@ -1,18 +1,14 @@
 //! `/api/sessions/{id}/join` and `/api/sessions/{id}/participants`.
 
 use actix_web::{web, HttpRequest, HttpResponse};
-use chrono::Utc;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::body::JsonBody;
 use super::error::{ApiError, FieldErrors};
-use super::sessions::{activity_in_doubt, chrono_duration, load, now, settle};
 use super::{bearer_claims, session_id, AppState};
-use crate::auth::{Claims, Role};
-use crate::db::{self, participants::JoinOutcome, Step};
-use crate::domain::{AvatarColor, DisplayName, LeaveReason, Participant, ParticipantId};
-use crate::realtime::messages::{ParticipantJoined, ParticipantLeft};
+use crate::domain::{AvatarColor, DisplayName, ParticipantId};
+use crate::sessions::NewParticipant;
 use crate::views::{ParticipantList, ParticipantView};
 
 /// `POST /api/sessions/{id}/join` body; unknown fields are ignored.
@@ -76,46 +72,12 @@ pub async fn join(
         return Err(ApiError::Validation(errors));
     };
 
-    let now = now();
-    let participant = Participant {
-        id: ParticipantId::new(),
-        session_id: sid,
-        display_name,
-        avatar_color,
-        // Not truncated to the second: the list is ordered by it, and joins within one second
-        // would otherwise come out in the order of their random ids.
-        joined_at: Utc::now(),
-        last_seen_at: now,
-        removed_at: None,
-    };
-    let limits = &state.settings.limits;
-    let (max, inactivity) = (limits.max_participants, state.inactivity());
-    let join = {
-        let participant = participant.clone();
-        move |conn: &mut db::DbConnection| db::participants::join(conn, &participant, now, max, inactivity)
-    };
-    // One trip to the database: the session is read and joined together, unless its activity
-    // must first be taken from the store (the join itself re-checks the session's state).
-    let (found, outcome) = state
-        .db
-        .run(move |conn| {
-            let found = db::sessions::find(conn, sid)?;
-            let ready = found.as_ref().is_some_and(|s| !activity_in_doubt(s, now, inactivity));
-            Ok((found, Step::run_if(ready, conn, join)?))
-        })
-        .await?;
-    let session = settle(&state, found, now).await?;
-    match outcome.finish(&state.db).await? {
-        JoinOutcome::Joined => {}
-        JoinOutcome::SessionNotFound => return Err(ApiError::NotFound("session not found")),
-        JoinOutcome::SessionEnded => return Err(ApiError::SessionEnded),
-        JoinOutcome::SessionFull => return Err(ApiError::SessionFull),
-    }
-
-    let websocket_token = state.tokens.issue(&Claims::participant(participant.id, &session, now))?;
-    let user_id = participant.id.to_string();
-    state.registry.do_send(ParticipantJoined { session: sid, participant });
-    Ok(HttpResponse::Created().json(Joined { user_id, websocket_token, websocket_url: state.settings.websocket_url() }))
+    let joined = state.sessions.join(sid, NewParticipant { display_name, avatar_color }).await?;
+    Ok(HttpResponse::Created().json(Joined {
+        user_id: joined.participant.id.to_string(),
+        websocket_token: joined.websocket_token,
+        websocket_url: state.settings.websocket_url(),
+    }))
 }
 
 /// Lists a session's participants (removed ones are not listed).
@@ -130,23 +92,8 @@ pub async fn join(
 )]
 pub async fn list(state: web::Data<AppState>, path: web::Path<String>) -> Result<HttpResponse, ApiError> {
     let sid = session_id(&path)?;
-    let now = Utc::now();
-    let session = load(&state, sid, now).await?;
-    let live = session.is_active(now, state.inactivity());
-    let idle = chrono_duration(state.settings.limits.participant_idle);
-    let mut participants = state.db.run(move |conn| db::participants::list_live(conn, sid)).await?;
-    // SQL's last_seen lags behind socket activity; the ephemeral store has the latest.
-    match state.store.last_seen(sid).await {
-        Ok(seen) => {
-            for p in &mut participants {
-                if let Some(at) = seen.get(&p.id) {
-                    p.last_seen_at = p.last_seen_at.max(*at);
-                }
-            }
-        }
-        Err(e) => log::warn!("{e}"),
-    }
-    let participants = participants.iter().map(|p| ParticipantView::new(p, p.is_active(now, idle, live))).collect();
+    let participants = state.sessions.participants(sid).await?;
+    let participants = participants.iter().map(|p| ParticipantView::new(&p.participant, p.is_active)).collect();
     Ok(HttpResponse::Ok().json(ParticipantList { participants }))
 }
 
@@ -172,45 +119,10 @@ pub async fn remove(
     req: HttpRequest,
     path: web::Path<(String, String)>,
 ) -> Result<HttpResponse, ApiError> {
-    let claims = bearer_claims(&req, &state.tokens)?;
+    let claims = bearer_claims(&req, state.sessions.tokens())?;
     let (raw_sid, raw_uid) = path.into_inner();
     let sid = session_id(&raw_sid)?;
     let uid: ParticipantId = raw_uid.parse().map_err(|_| ApiError::NotFound("participant not found"))?;
-    let reason = match claims.role {
-        _ if claims.sid != sid => return Err(ApiError::Forbidden("token belongs to another session")),
-        Role::Creator => LeaveReason::Removed,
-        Role::Participant if claims.participant_id() == Some(uid) => LeaveReason::Left,
-        Role::Participant => return Err(ApiError::Forbidden("participants can only remove themselves")),
-    };
-    let now = now();
-    let inactivity = state.inactivity();
-    let left = reason == LeaveReason::Left;
-    let remove = move |conn: &mut db::DbConnection| db::participants::remove(conn, sid, uid, reason, now);
-    // One trip to the database when nothing below can refuse the removal; otherwise the
-    // checks come first and the removal takes a second trip.
-    let (me, found, removed) = state
-        .db
-        .run(move |conn| {
-            let me = if left { db::participants::find(conn, uid)? } else { None };
-            let found = db::sessions::find(conn, sid)?;
-            let clear = (!left || me.as_ref().is_some_and(|p| p.removed_at.is_none()))
-                && found
-                    .as_ref()
-                    .is_some_and(|s| !activity_in_doubt(s, now, inactivity) && s.end_reason(now, inactivity).is_none());
-            Ok((me, found, Step::run_if(clear, conn, remove)?))
-        })
-        .await?;
-    // A participant's token dies with its membership.
-    if left && me.is_none_or(|p| p.removed_at.is_some()) {
-        return Err(ApiError::Unauthorized("token no longer valid: participant has left"));
-    }
-    let session = settle(&state, found, now).await?;
-    if session.end_reason(now, inactivity).is_some() {
-        return Err(ApiError::SessionEnded);
-    }
-    if !removed.finish(&state.db).await? {
-        return Err(ApiError::NotFound("participant not found"));
-    }
-    state.registry.do_send(ParticipantLeft { session: sid, user: uid, reason });
+    state.sessions.remove(&claims, sid, uid).await?;
     Ok(HttpResponse::NoContent().finish())
 }

@@ -1,17 +1,15 @@
 //! `/api/sessions`: create, show and end sessions.
 
 use actix_web::{web, HttpRequest, HttpResponse};
-use chrono::{DateTime, DurationRound, TimeDelta, Utc};
+use chrono::Utc;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::body::JsonBody;
 use super::error::{ApiError, FieldErrors};
 use super::{bearer_claims, session_id, AppState};
-use crate::auth::{Claims, Role};
-use crate::db;
-use crate::domain::{EndReason, ExpiresInMinutes, Session, SessionId, SessionName};
-use crate::realtime::messages::SessionEnded;
+use crate::domain::{ExpiresInMinutes, SessionName};
+use crate::sessions::{Created, NewSession};
 use crate::views::{rfc3339, SessionView};
 
 /// `POST /api/sessions` body; unknown fields are ignored.
@@ -40,12 +38,6 @@ pub struct SessionCreated {
     pub creator_token: String,
 }
 
-/// The current time to the second, as the API shows and tokens carry it.
-pub fn now() -> DateTime<Utc> {
-    let now = Utc::now();
-    now.duration_trunc(TimeDelta::seconds(1)).unwrap_or(now)
-}
-
 /// Creates a session.
 #[utoipa::path(
     post, path = "/api/sessions", tag = "sessions",
@@ -72,7 +64,7 @@ pub async fn create(
             None
         }
     };
-    let expires = match req.expires_in_minutes.map(ExpiresInMinutes::parse).transpose() {
+    let expires_in = match req.expires_in_minutes.map(ExpiresInMinutes::parse).transpose() {
         Ok(e) => e.unwrap_or_default(),
         Err(e) => {
             errors.entry("expires_in_minutes".into()).or_default().push(e.to_string());
@@ -83,68 +75,14 @@ pub async fn create(
         return Err(ApiError::Validation(errors));
     }
 
-    let now = now();
-    let session = Session {
-        id: SessionId::new(),
-        name: name.map(SessionName::into_string),
-        created_at: now,
-        expires_at: now + expires.duration(),
-        last_activity_at: now,
-        ended: None,
-        participant_count: 0,
-    };
-    let creator_token = state.tokens.issue(&Claims::creator(&session, now))?;
-    let stored = session.clone();
-    state.db.run(move |conn| db::sessions::insert(conn, &stored)).await?;
-
+    let Created { session, creator_token } = state.sessions.create(NewSession { name, expires_in }).await?;
     Ok(HttpResponse::Created().json(SessionCreated {
         session_id: session.id.to_string(),
-        join_link: format!("{}/join/{}", state.settings.join_base_url, session.id),
+        join_link: state.settings.join_link(session.id),
         expires_at: rfc3339(&session.expires_at),
         name: session.name,
         creator_token,
     }))
-}
-
-/// Loads a session that has not been purged yet; anything else is 404.
-pub async fn load(state: &AppState, id: SessionId, now: DateTime<Utc>) -> Result<Session, ApiError> {
-    let found = state.db.run(move |conn| db::sessions::find(conn, id)).await?;
-    settle(state, found, now).await
-}
-
-/// Whether SQL's last activity of the session must be checked against the ephemeral store
-/// before it is believed: it lags behind the sockets by up to a flush, so a session SQL calls
-/// inactive may not be.
-pub fn activity_in_doubt(session: &Session, now: DateTime<Utc>, inactivity: chrono::Duration) -> bool {
-    session.ended.is_none() && now >= session.last_activity_at + inactivity && now < session.expires_at
-}
-
-/// Makes a session just read from SQL fit to act on: a missing or purged one is 404, and
-/// when its activity is in doubt, the store's is taken and written back so joins see it too.
-pub async fn settle(state: &AppState, found: Option<Session>, now: DateTime<Utc>) -> Result<Session, ApiError> {
-    let mut session = found.ok_or(ApiError::NotFound("session not found"))?;
-    let inactivity = state.inactivity();
-    if activity_in_doubt(&session, now, inactivity) {
-        if let Ok(Some(at)) = state.store.last_activity(session.id).await {
-            if at > session.last_activity_at {
-                session.last_activity_at = at;
-                let id = session.id;
-                state.db.run(move |conn| db::sessions::touch_activity(conn, id, at)).await?;
-            }
-        }
-    }
-    // Past its retention an ended session is as good as purged, whether or not the sweep ran.
-    if session.end_reason(now, inactivity).is_some()
-        && session.ends_at(inactivity) + chrono_duration(state.settings.limits.ended_retention) <= now
-    {
-        return Err(ApiError::NotFound("session not found"));
-    }
-    Ok(session)
-}
-
-/// A std duration as a chrono one (saturating).
-pub fn chrono_duration(d: std::time::Duration) -> chrono::Duration {
-    chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX)
 }
 
 /// Shows a session.
@@ -160,9 +98,8 @@ pub fn chrono_duration(d: std::time::Duration) -> chrono::Duration {
 pub async fn show(state: web::Data<AppState>, path: web::Path<String>) -> Result<HttpResponse, ApiError> {
     let id = session_id(&path)?;
     let now = Utc::now();
-    let session = load(&state, id, now).await?;
-    let active = session.is_active(now, state.inactivity());
-    Ok(HttpResponse::Ok().json(SessionView::new(&session, active)))
+    let session = state.sessions.load(id, now).await?;
+    Ok(HttpResponse::Ok().json(SessionView::new(&session, state.sessions.is_active(&session, now))))
 }
 
 /// Ends a session (creator only): everyone gets `session_ended` and the channels close.
@@ -184,20 +121,8 @@ pub async fn end(
     req: HttpRequest,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    let claims = bearer_claims(&req, &state.tokens)?;
+    let claims = bearer_claims(&req, state.sessions.tokens())?;
     let id = session_id(&path)?;
-    if claims.role != Role::Creator || claims.sid != id {
-        return Err(ApiError::Forbidden("only the session's creator can end it"));
-    }
-    let now = now();
-    let session = load(&state, id, now).await?;
-    if session.end_reason(now, state.inactivity()).is_some() {
-        return Err(ApiError::SessionEnded);
-    }
-    let ended = state.db.run(move |conn| db::sessions::mark_ended(conn, id, EndReason::EndedByCreator, now)).await?;
-    if !ended {
-        return Err(ApiError::SessionEnded);
-    }
-    state.registry.do_send(SessionEnded { session: id, reason: EndReason::EndedByCreator });
+    state.sessions.end(&claims, id).await?;
     Ok(HttpResponse::NoContent().finish())
 }

@@ -6,10 +6,8 @@ use serde::Deserialize;
 
 use super::error::ApiError;
 use super::AppState;
-use crate::auth::Role;
-use crate::db;
 use crate::realtime::protocol::Vsn;
-use crate::realtime::socket::{SocketActor, SocketIdentity};
+use crate::realtime::socket::SocketActor;
 
 #[derive(Deserialize)]
 struct SocketParams {
@@ -50,35 +48,13 @@ pub async fn upgrade(state: web::Data<AppState>, req: HttpRequest) -> Result<Htt
         .into_inner();
     let vsn = Vsn::from_param(params.vsn.as_deref()).ok_or(ApiError::BadRequest("unsupported vsn".into()))?;
     let claims = state
-        .tokens
+        .sessions
+        .tokens()
         .verify(params.token.as_deref().unwrap_or_default())
         .map_err(|_| ApiError::Forbidden("invalid or missing token"))?;
-    let participant = match (claims.role, claims.participant_id()) {
-        (Role::Participant, Some(p)) => p,
-        _ => return Err(ApiError::Forbidden("only participant tokens open sockets").into()),
-    };
-    let expires_at = claims.expires_at().ok_or(ApiError::Forbidden("invalid token"))?;
-    let sid = claims.sid;
-    let (member, found) = state
-        .db
-        .run(move |conn| Ok((db::participants::find(conn, participant)?, db::sessions::find(conn, sid)?)))
-        .await
-        .map_err(ApiError::from)?;
-    if !member.is_some_and(|p| p.session_id == sid && p.removed_at.is_none()) {
-        return Err(ApiError::Forbidden("participant is no longer in the session").into());
-    }
-    // A token outlives nothing: an ended (or purged) session opens no sockets.
-    let now = chrono::Utc::now();
-    let session = super::sessions::settle(&state, found, now).await.map_err(|e| match e {
-        ApiError::NotFound(_) => ApiError::Forbidden("session has ended"),
-        other => other,
-    })?;
-    let inactivity = state.inactivity();
-    if session.end_reason(now, inactivity).is_some() {
-        return Err(ApiError::Forbidden("session has ended").into());
-    }
-    let who = SocketIdentity { participant, session: claims.sid, expires_at };
-    SocketActor::new(who, vsn, state.registry.clone(), state.metrics.clone(), state.limits.clone(), state.drain.clone())
+    let grant = state.sessions.open_socket(&claims).await.map_err(ApiError::from)?;
+    let limits = state.settings.limits.clone();
+    SocketActor::new(grant, vsn, state.registry.clone(), state.metrics.clone(), limits, state.drain.clone())
         .accept(&req)
 }
 

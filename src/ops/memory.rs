@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use actix::prelude::*;
 
-use super::metrics::Metrics;
+use crate::metrics::Metrics;
 
 /// How often the trimmer looks at the load.
 pub const INTERVAL: Duration = Duration::from_secs(10);

@@ -1,6 +1,5 @@
-//! Operations: counters, the cleanup sweep, draining, returning freed memory.
+//! Operations: the cleanup sweep, draining, returning freed memory.
 
 pub mod cleanup;
 pub mod drain;
 pub mod memory;
-pub mod metrics;

@@ -1,7 +1,7 @@
 //! The cluster bus: broadcasts between replicas over Redis pub/sub.
 //!
-//! It carries opaque payloads for a session id and hands what arrives to the registry, so it
-//! knows nothing of the session actor. Each replica subscribes only to the channels of the
+//! It carries typed [`ClusterEvent`]s for a session id and hands what arrives to a
+//! `Recipient<RemoteEvent>` (the registry), so it knows nothing of the actors. Each replica subscribes only to the channels of the
 //! sessions it holds actors for (reference-counted, so an actor restart never unsubscribes its
 //! successor), publishes every broadcast once through one ordered publisher, and drops its own
 //! messages on the way back in (every payload starts with its origin's replica id). After a Redis
@@ -9,22 +9,26 @@
 //! `pubsub_reconnects_total` show its health. On a single node (no `REDIS_URL`) the bus is off and
 //! every call is a no-op.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
-use actix::Addr;
+use actix::Recipient;
 use bytes::Bytes;
+use chrono::{DateTime, Utc};
 use deadpool_redis::redis;
 use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot};
 
 use super::messages::RemoteEvent;
-use super::registry::SessionRegistry;
-use crate::domain::{LocationView, SessionId};
-use crate::ops::metrics::Metrics;
-use crate::store::redis::DEADLINE;
+use super::session::PresenceMeta;
+use crate::config::RedisUrl;
+use crate::domain::{AvatarColor, DisplayName, EndReason, LeaveReason, LocationView, ParticipantId, SessionId};
+use crate::metrics::Metrics;
+use crate::sessions::SessionEvent;
+use crate::store::redis::{RedisError, DEADLINE};
+use crate::telemetry::Chain;
 
 /// Messages waiting to be published before new ones are dropped.
 const PUBLISH_QUEUE: usize = 65_536;
@@ -33,11 +37,15 @@ const PUBLISH_BATCH: usize = 256;
 /// How long a session actor waits for its subscription to be confirmed.
 const SUBSCRIBE_DEADLINE: Duration = Duration::from_secs(1);
 
-/// What replicas tell each other about a session.
+/// What replicas tell each other about a session: one JSON object per message, its kind in `t`.
+///
+/// A replica of a newer version may send kinds this one does not know; they are counted
+/// (`pubsub_refused_total{reason="unknown_event"}`), logged once per kind, and ignored — never
+/// read as something else. Fields this version does not know are ignored.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "t", rename_all = "snake_case")]
 pub enum ClusterEvent {
-    /// A participant's location (fan it out to local sockets).
+    /// A participant's location: fan it out to local sockets.
     Location {
         /// The location as broadcast.
         view: LocationView,
@@ -45,31 +53,73 @@ pub enum ClusterEvent {
     /// A participant joined through REST.
     Joined {
         /// Its id.
-        user_id: String,
-        /// Its name.
-        display_name: String,
-        /// Its colour.
-        avatar_color: String,
+        user_id: ParticipantId,
+        /// Its name, checked again on the way in.
+        display_name: DisplayName,
+        /// Its colour, checked again on the way in.
+        avatar_color: AvatarColor,
         /// When it joined (RFC 3339).
-        joined_at: String,
+        joined_at: DateTime<Utc>,
     },
     /// A participant left or was removed.
     Left {
         /// Who.
-        user_id: String,
+        user_id: ParticipantId,
         /// `left`, `removed` or `inactive`.
-        reason: String,
+        reason: LeaveReason,
     },
     /// The session ended.
     Ended {
         /// `expired`, `inactive` or `ended_by_creator`.
-        reason: String,
+        reason: EndReason,
     },
     /// The full set of participants online on the sending replica, with their Presence metas.
     Presence {
         /// User id → meta.
-        online: HashMap<String, serde_json::Value>,
+        online: HashMap<ParticipantId, PresenceMeta>,
     },
+}
+
+impl From<&SessionEvent> for ClusterEvent {
+    fn from(event: &SessionEvent) -> Self {
+        match event {
+            SessionEvent::ParticipantJoined { participant: p } => Self::Joined {
+                user_id: p.id,
+                display_name: p.display_name.clone(),
+                avatar_color: p.avatar_color.clone(),
+                joined_at: p.joined_at,
+            },
+            SessionEvent::ParticipantLeft { user, reason, .. } => Self::Left { user_id: *user, reason: *reason },
+            SessionEvent::SessionEnded { reason, .. } => Self::Ended { reason: *reason },
+        }
+    }
+}
+
+/// Why a message from another replica was not delivered.
+#[derive(Debug)]
+enum Refused {
+    /// A kind of event this version does not know (a newer replica's).
+    Unknown(String),
+    /// Not an event at all.
+    Unreadable(serde_json::Error),
+}
+
+impl ClusterEvent {
+    /// Reads one event, telling an unknown kind apart from a broken message.
+    fn decode(body: &[u8]) -> Result<Self, Refused> {
+        /// Only the kind, to name what could not be read.
+        #[derive(Deserialize)]
+        struct Kind {
+            t: String,
+        }
+        serde_json::from_slice(body).map_err(|e| match serde_json::from_slice::<Kind>(body) {
+            Ok(Kind { t }) if !Self::KINDS.contains(&t.as_str()) => Refused::Unknown(t),
+            _ => Refused::Unreadable(e),
+        })
+    }
+
+    /// Every kind this version reads (`t`).
+    const KINDS: [&'static str; 5] = ["location", "joined", "left", "ended", "presence"];
 }
 
 /// The bus handle, cheap to clone.
@@ -88,7 +138,7 @@ struct Inner {
 enum Control {
     Subscribe(String, oneshot::Sender<bool>),
     Unsubscribe(String),
-    Attach(Addr<SessionRegistry>),
+    Attach(Recipient<RemoteEvent>),
 }
 
 fn channel_of(session: SessionId) -> String {
@@ -106,8 +156,8 @@ impl ClusterBus {
     }
 
     /// Starts the publisher and subscriber tasks on the current runtime.
-    pub fn start(url: &str, metrics: Arc<Metrics>) -> Result<Self, redis::RedisError> {
-        let client = redis::Client::open(url)?;
+    pub fn start(url: &RedisUrl, metrics: Arc<Metrics>) -> Result<Self, RedisError> {
+        let client = redis::Client::open(url.expose()).map_err(RedisError::Url)?;
         let replica = uuid::Uuid::new_v4().simple().to_string();
         let (publish, publish_rx) = mpsc::channel(PUBLISH_QUEUE);
         let (control, control_rx) = mpsc::unbounded_channel();
@@ -121,10 +171,10 @@ impl ClusterBus {
         self.inner.is_some()
     }
 
-    /// Hands incoming messages to `registry` from now on.
-    pub fn attach(&self, registry: Addr<SessionRegistry>) {
+    /// Hands incoming messages to `deliver` (the registry) from now on.
+    pub fn attach(&self, deliver: Recipient<RemoteEvent>) {
         if let Some(inner) = &self.inner {
-            let _ = inner.control.send(Control::Attach(registry));
+            let _ = inner.control.send(Control::Attach(deliver));
         }
     }
 
@@ -135,7 +185,7 @@ impl ClusterBus {
         };
         let json = match serde_json::to_vec(event) {
             Ok(json) => json,
-            Err(e) => return log::error!("cannot encode cluster event: {e}"),
+            Err(e) => return log::error!("cannot encode cluster event: {}", Chain(&e)),
         };
         let mut payload = Vec::with_capacity(inner.replica.len() + 1 + json.len());
         payload.extend_from_slice(inner.replica.as_bytes());
@@ -186,13 +236,13 @@ async fn publisher(client: redis::Client, mut queue: mpsc::Receiver<(String, Byt
         }
         let failure = match tokio::time::timeout(DEADLINE, publish(&client, &mut conn, &pipe)).await {
             Ok(Ok(())) => None,
-            Ok(Err(e)) => Some(e.to_string()),
-            Err(_) => Some("timed out".to_owned()),
+            Ok(Err(e)) => Some(RedisError::Command(e)),
+            Err(_) => Some(RedisError::Timeout),
         };
         match failure {
             None => metrics.pubsub_published.inc_by(batch.len() as u64),
             Some(e) => {
-                log::warn!("cluster publish failed: {e}");
+                log::warn!("cluster publish failed: {}", Chain(&e));
                 conn = None;
                 drop_backlog(&mut queue, &batch, &metrics);
             }
@@ -259,14 +309,15 @@ async fn subscriber(
     metrics: Arc<Metrics>,
 ) {
     let mut wanted: HashMap<String, usize> = HashMap::new();
-    let mut registry: Option<Addr<SessionRegistry>> = None;
+    let mut deliver: Option<Recipient<RemoteEvent>> = None;
+    let mut unknown_logged: HashSet<String> = HashSet::new();
     let mut backoff = Backoff::new();
     let mut connected_before = false;
     loop {
         let connection = match tokio::time::timeout(Duration::from_secs(2), client.get_async_pubsub()).await {
             Ok(Ok(c)) => Some(c),
             Ok(Err(e)) => {
-                log::warn!("cluster bus: cannot connect to Redis: {e}");
+                log::warn!("cluster bus: cannot connect to Redis: {}", Chain(&e));
                 None
             }
             Err(_) => {
@@ -284,7 +335,7 @@ async fn subscriber(
                     _ = &mut sleep => break,
                     msg = control.recv() => match msg {
                         None => return,
-                        Some(msg) => apply_offline(msg, &mut wanted, &mut registry),
+                        Some(msg) => apply_offline(msg, &mut wanted, &mut deliver),
                     },
                 }
             }
@@ -294,7 +345,7 @@ async fn subscriber(
         let channels: Vec<&String> = wanted.keys().collect();
         let resubscribed = if channels.is_empty() { Ok(()) } else { sink.subscribe(channels).await };
         if let Err(e) = resubscribed {
-            log::warn!("cluster bus: resubscribing failed: {e}");
+            log::warn!("cluster bus: resubscribing failed: {}", Chain(&e));
             tokio::time::sleep(backoff.failed()).await;
             continue;
         }
@@ -310,25 +361,38 @@ async fn subscriber(
                 msg = stream.next() => {
                     let Some(msg) = msg else { break };
                     let Some(session) = session_of(msg.get_channel_name()) else { continue };
-                    let event = match split_origin(msg.get_payload_bytes()) {
+                    let (origin, body) = match split_origin(msg.get_payload_bytes()) {
                         // Our own messages come back from Redis: skipped before any parsing.
                         Some((origin, _)) if origin == replica => continue,
-                        Some((origin, body)) => serde_json::from_slice(body).ok().map(|event| (origin, event)),
-                        None => None,
+                        Some(split) => split,
+                        None => {
+                            metrics.pubsub_refused.with_label_values(&["unreadable"]).inc();
+                            log::warn!("cluster bus: a message without its origin on {}", msg.get_channel_name());
+                            continue;
+                        }
                     };
-                    match event {
-                        Some((origin, event)) => {
+                    match ClusterEvent::decode(body) {
+                        Ok(event) => {
                             metrics.pubsub_received.inc();
-                            if let Some(registry) = &registry {
-                                registry.do_send(RemoteEvent { session, origin: origin.into(), event });
+                            if let Some(deliver) = &deliver {
+                                deliver.do_send(RemoteEvent { session, origin: origin.into(), event });
                             }
                         }
-                        None => log::warn!("cluster bus: unreadable message on {}", msg.get_channel_name()),
+                        Err(Refused::Unknown(kind)) => {
+                            metrics.pubsub_refused.with_label_values(&["unknown_event"]).inc();
+                            if unknown_logged.insert(kind.clone()) {
+                                log::warn!("cluster bus: ignoring {kind:?} events from replica {origin} (a newer version?)");
+                            }
+                        }
+                        Err(Refused::Unreadable(e)) => {
+                            metrics.pubsub_refused.with_label_values(&["unreadable"]).inc();
+                            log::warn!("cluster bus: unreadable message from replica {origin}: {}", Chain(&e));
+                        }
                     }
                 }
                 ctl = control.recv() => match ctl {
                     None => return,
-                    Some(Control::Attach(r)) => registry = Some(r),
+                    Some(Control::Attach(r)) => deliver = Some(r),
                     Some(Control::Subscribe(channel, done)) => {
                         let count = wanted.entry(channel.clone()).or_insert(0);
                         *count += 1;
@@ -348,9 +412,9 @@ async fn subscriber(
     }
 }
 
-fn apply_offline(msg: Control, wanted: &mut HashMap<String, usize>, registry: &mut Option<Addr<SessionRegistry>>) {
+fn apply_offline(msg: Control, wanted: &mut HashMap<String, usize>, deliver: &mut Option<Recipient<RemoteEvent>>) {
     match msg {
-        Control::Attach(r) => *registry = Some(r),
+        Control::Attach(r) => *deliver = Some(r),
         Control::Subscribe(channel, done) => {
             *wanted.entry(channel).or_insert(0) += 1;
             let _ = done.send(false);
@@ -389,12 +453,51 @@ mod tests {
 
     #[test]
     fn payloads_carry_their_origin() {
-        let event = ClusterEvent::Ended { reason: "expired".into() };
+        let event = ClusterEvent::Ended { reason: EndReason::Expired };
         let mut payload = b"replica-1\n".to_vec();
         payload.extend(serde_json::to_vec(&event).unwrap_or_default());
         let (origin, body) = split_origin(&payload).unwrap_or_default();
         assert_eq!((origin, serde_json::from_slice(body).ok()), ("replica-1", Some(event)));
         assert_eq!(split_origin(b"no newline"), None);
+    }
+
+    #[test]
+    fn events_keep_their_wire_form() {
+        let user = ParticipantId::new();
+        let left = ClusterEvent::Left { user_id: user, reason: LeaveReason::Removed };
+        let json = serde_json::to_value(&left).unwrap_or_default();
+        assert_eq!(json, serde_json::json!({"t": "left", "user_id": user.to_string(), "reason": "removed"}));
+        let joined = serde_json::json!({"t": "joined", "user_id": user.to_string(), "display_name": " Ana ",
+            "avatar_color": "#1e90ff", "joined_at": "2026-12-01T10:00:00Z", "from_a_newer_version": 1});
+        match ClusterEvent::decode(joined.to_string().as_bytes()) {
+            Ok(ClusterEvent::Joined { display_name, avatar_color, .. }) => {
+                assert_eq!((display_name.as_str(), avatar_color.as_str()), ("Ana", "#1E90FF"));
+            }
+            other => panic!("{other:?}"),
+        }
+        for kind in ClusterEvent::KINDS {
+            let known = serde_json::json!({ "t": kind }).to_string();
+            assert!(!matches!(ClusterEvent::decode(known.as_bytes()), Err(Refused::Unknown(_))), "{kind}");
+        }
+    }
+
+    #[test]
+    fn unknown_and_broken_events_are_refused_not_misread() {
+        let unknown = br#"{"t":"teleported","user_id":"x"}"#;
+        assert!(matches!(ClusterEvent::decode(unknown), Err(Refused::Unknown(k)) if k == "teleported"));
+        for broken in [
+            &br#"{"t":"left","user_id":"not-an-id","reason":"left"}"#[..],
+            br#"{"t":"left","user_id":"0b0e5b3a-1d6e-4a55-9a57-2f5a3c7e9d10","reason":"kicked"}"#,
+            br#"{"t":"ended","reason":"whatever"}"#,
+            b"not json",
+            br#"{"no":"kind"}"#,
+        ] {
+            assert!(
+                matches!(ClusterEvent::decode(broken), Err(Refused::Unreadable(_))),
+                "{}",
+                String::from_utf8_lossy(broken)
+            );
+        }
     }
 
     #[test]
@@ -423,7 +526,7 @@ mod tests {
     fn disabled_bus_is_inert() {
         let bus = ClusterBus::disabled();
         assert!(!bus.is_enabled());
-        bus.publish(SessionId::new(), &ClusterEvent::Ended { reason: "inactive".into() });
+        bus.publish(SessionId::new(), &ClusterEvent::Ended { reason: EndReason::Inactive });
         bus.unsubscribe(SessionId::new());
     }
 }

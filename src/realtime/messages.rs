@@ -1,8 +1,10 @@
 //! Every actor message, in one place. Facts are named in the past tense, commands in the
 //! imperative. Who sends what:
 //!
-//! - HTTP handlers and the cleanup worker → registry: [`ParticipantJoined`], [`ParticipantLeft`],
-//!   [`SessionEnded`] (the registry forwards them to the session's actor, if one is live here).
+//! - The sessions context (REST use cases, the cleanup sweep) and session actors → registry:
+//!   [`SessionEvent`] (participant joined, participant left, session ended), defined beside the
+//!   use cases that announce it; the registry tells the other replicas and forwards it to the
+//!   session's actor, if one is live here.
 //! - Socket actor → registry: [`JoinSession`] (starts the session actor on demand),
 //!   [`SocketOpened`]/[`SocketClosed`] (so a participant's sockets can be found even before they
 //!   join a channel), [`Seen`] while not in a channel.
@@ -11,52 +13,24 @@
 //! - Session actor → socket actor: frames through the socket's [`Outbox`], whose push wakes it
 //!   (no message per frame).
 //! - Session actor → registry: [`SessionStopped`] (so the supervisor forgets or restarts it).
-//! - Cluster bus → registry → session actor: [`RemoteEvent`] (what other replicas published).
+//! - Cluster bus → registry → session actor: [`RemoteEvent`] (what other replicas published, a
+//!   typed [`ClusterEvent`]).
+//! - Tests → registry → session actor: `Crash` (compiled for tests only).
 
 use std::sync::Arc;
 
 use actix::{Addr, Message, MessageResponse, Recipient};
 use chrono::{DateTime, Utc};
 
+pub use super::cluster::ClusterEvent;
 use super::outbox::Outbox;
 use super::protocol::{ReplyTo, Vsn};
 use super::session::SessionActor;
-use crate::domain::{EndReason, LeaveReason, Location, Participant, ParticipantId, SessionId};
+use crate::domain::{Location, ParticipantId, SessionId};
+pub use crate::sessions::SessionEvent;
 
 /// A socket's identity within this process.
 pub type SocketId = u64;
-
-/// Fact: a participant joined through REST; its session tells everyone (`participant_joined`).
-#[derive(Debug, Clone, Message)]
-#[rtype(result = "()")]
-pub struct ParticipantJoined {
-    /// The session joined.
-    pub session: SessionId,
-    /// Who joined.
-    pub participant: Participant,
-}
-
-/// Fact: a participant left or was removed; its session tells everyone and closes its sockets.
-#[derive(Debug, Clone, Message)]
-#[rtype(result = "()")]
-pub struct ParticipantLeft {
-    /// The session left.
-    pub session: SessionId,
-    /// Who left.
-    pub user: ParticipantId,
-    /// Why.
-    pub reason: LeaveReason,
-}
-
-/// Fact: a session ended; its actor tells everyone, closes the channels and stops.
-#[derive(Debug, Clone, Message)]
-#[rtype(result = "()")]
-pub struct SessionEnded {
-    /// The session that ended.
-    pub session: SessionId,
-    /// Why.
-    pub reason: EndReason,
-}
 
 /// Command: answer at once; `/health/live` uses it to see that the actor system runs.
 #[derive(Debug, Clone, Copy, Message)]
@@ -182,7 +156,9 @@ pub struct SessionStopped {
     pub crashed: bool,
 }
 
-/// Command: make the session actor panic, to exercise supervision (tests send it; no route does).
+/// Command: make the session actor panic, to exercise supervision (tests send it; no route does,
+/// and release builds do not have it).
+#[cfg(any(test, feature = "test-support"))]
 #[derive(Debug, Clone, Copy, Message)]
 #[rtype(result = "()")]
 pub struct Crash {
@@ -198,8 +174,8 @@ pub struct RemoteEvent {
     pub session: SessionId,
     /// The replica that published it.
     pub origin: Arc<str>,
-    /// What happened.
-    pub event: super::cluster::ClusterEvent,
+    /// What happened there.
+    pub event: ClusterEvent,
 }
 
 /// Fact (registry): a socket opened for a participant.

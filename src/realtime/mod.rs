@@ -2,6 +2,8 @@
 //! Phoenix Channels protocol.
 
 pub mod cluster;
+#[cfg(test)]
+mod fixture;
 pub mod messages;
 pub mod outbox;
 pub mod protocol;

@@ -14,6 +14,8 @@ use super::cluster::ClusterEvent;
 use super::messages::*;
 use super::session::{SessionActor, SessionDeps};
 use crate::domain::{ParticipantId, SessionId};
+use crate::store::StoreResult;
+use crate::telemetry::Chain;
 
 /// Crashes of one session tolerated within [`RESTART_WINDOW`] before it is no longer restarted eagerly.
 pub const MAX_RESTARTS: usize = 3;
@@ -131,65 +133,38 @@ impl Handler<JoinSession> for SessionRegistry {
 type JoinFuture =
     std::pin::Pin<Box<dyn ActorFuture<SessionRegistry, Output = Result<Addr<SessionActor>, JoinRefusal>>>>;
 
-impl Handler<ParticipantJoined> for SessionRegistry {
+impl Handler<SessionEvent> for SessionRegistry {
     type Result = ();
 
-    fn handle(&mut self, msg: ParticipantJoined, _: &mut Context<Self>) {
-        let p = &msg.participant;
-        self.deps.bus.publish(
-            msg.session,
-            &ClusterEvent::Joined {
-                user_id: p.id.to_string(),
-                display_name: p.display_name.as_str().to_owned(),
-                avatar_color: p.avatar_color.as_str().to_owned(),
-                joined_at: crate::views::rfc3339(&p.joined_at),
-            },
-        );
-        if let Some(addr) = self.sessions.get(&msg.session) {
-            addr.do_send(msg);
+    /// Tells the other replicas, then the session's actor here; with no actor here, the store
+    /// still forgets at once what the event ends.
+    fn handle(&mut self, event: SessionEvent, _: &mut Context<Self>) {
+        let session = event.session();
+        self.deps.bus.publish(session, &ClusterEvent::from(&event));
+        if let SessionEvent::ParticipantLeft { user, .. } = &event {
+            self.kick(*user);
+        }
+        if let Some(addr) = self.sessions.get(&session) {
+            return addr.do_send(event);
+        }
+        let deps = self.deps.clone();
+        match event {
+            SessionEvent::ParticipantJoined { .. } => {}
+            SessionEvent::ParticipantLeft { user, .. } => {
+                in_background(async move { deps.store.forget_participant(session, user).await });
+            }
+            SessionEvent::SessionEnded { .. } => in_background(async move { deps.store.forget_session(session).await }),
         }
     }
 }
 
-impl Handler<ParticipantLeft> for SessionRegistry {
-    type Result = ();
-
-    fn handle(&mut self, msg: ParticipantLeft, _: &mut Context<Self>) {
-        let left = ClusterEvent::Left { user_id: msg.user.to_string(), reason: msg.reason.as_str().to_owned() };
-        self.deps.bus.publish(msg.session, &left);
-        self.kick(msg.user);
-        match self.sessions.get(&msg.session) {
-            Some(addr) => addr.do_send(msg),
-            // No actor here: still drop the position at once.
-            None => {
-                let deps = self.deps.clone();
-                actix::spawn(async move {
-                    if let Err(e) = deps.store.forget_participant(msg.session, msg.user).await {
-                        log::warn!("{e}");
-                    }
-                });
-            }
+/// Runs a store write in the background; a failure is only logged (what it writes expires anyway).
+fn in_background(write: impl std::future::Future<Output = StoreResult<()>> + 'static) {
+    actix::spawn(async move {
+        if let Err(e) = write.await {
+            log::warn!("{}", Chain(&e));
         }
-    }
-}
-
-impl Handler<SessionEnded> for SessionRegistry {
-    type Result = ();
-
-    fn handle(&mut self, msg: SessionEnded, _: &mut Context<Self>) {
-        self.deps.bus.publish(msg.session, &ClusterEvent::Ended { reason: msg.reason.as_str().to_owned() });
-        match self.sessions.get(&msg.session) {
-            Some(addr) => addr.do_send(msg),
-            None => {
-                let deps = self.deps.clone();
-                actix::spawn(async move {
-                    if let Err(e) = deps.store.forget_session(msg.session).await {
-                        log::warn!("{e}");
-                    }
-                });
-            }
-        }
-    }
+    });
 }
 
 impl Handler<SessionStopped> for SessionRegistry {
@@ -213,6 +188,7 @@ impl Handler<SessionStopped> for SessionRegistry {
     }
 }
 
+#[cfg(any(test, feature = "test-support"))]
 impl Handler<Crash> for SessionRegistry {
     type Result = ();
 
@@ -228,9 +204,7 @@ impl Handler<RemoteEvent> for SessionRegistry {
 
     fn handle(&mut self, msg: RemoteEvent, _: &mut Context<Self>) {
         if let ClusterEvent::Left { user_id, .. } = &msg.event {
-            if let Ok(user) = user_id.parse() {
-                self.kick(user);
-            }
+            self.kick(*user_id);
         }
         // Only replicas with sockets in the session have its actor (and its subscription).
         if let Some(addr) = self.sessions.get(&msg.session) {
@@ -270,12 +244,89 @@ impl Handler<Seen> for SessionRegistry {
             Some(addr) => addr.do_send(msg),
             None => {
                 let deps = self.deps.clone();
-                actix::spawn(async move {
-                    if let Err(e) = deps.store.mark_seen(msg.session, vec![(msg.participant, msg.at)]).await {
-                        log::warn!("{e}");
-                    }
-                });
+                in_background(async move { deps.store.mark_seen(msg.session, vec![(msg.participant, msg.at)]).await });
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::super::fixture::{drain, receive, socket, Fixture, Got};
+    use super::super::protocol::Vsn;
+    use super::*;
+    use crate::domain::{EndReason, LocationView};
+
+    #[actix_web::test]
+    async fn a_crashed_session_is_restarted_and_its_sockets_told_to_rejoin() {
+        let f = Fixture::new().await;
+        let sid = f.session().await;
+        let ana = f.participant(sid, "Ana").await;
+        let a = socket(1, ana.id, Vsn::V2);
+        let first = f.join(sid, &a, "1").await.unwrap_or_else(|r| panic!("{r:?}"));
+        drain(&a);
+        f.registry.do_send(Crash { session: sid });
+        let got = receive(&a, 2).await;
+        assert_eq!(got[0], Got::ChannelGone(serde_json::json!("1")));
+        assert_eq!(got[1].event(), Some("phx_error"));
+        for _ in 0..100 {
+            if f.metrics.session_restarts.get() == 1 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert_eq!(f.metrics.session_restarts.get(), 1);
+        // phoenix.js rejoins: the fresh actor serves it, with the state reloaded.
+        let second = f.join(sid, &a, "2").await.unwrap_or_else(|r| panic!("{r:?}"));
+        assert_ne!(first, second);
+        assert_eq!(receive(&a, 1).await[0].payload()["status"], "ok");
+        assert_eq!(f.registry.send(Ping).await.map(|s| s.sessions_live).ok(), Some(1));
+    }
+
+    #[actix_web::test]
+    async fn restarts_are_limited_like_an_otp_supervisor() {
+        let f = Fixture::new().await;
+        let deps = Arc::new(SessionDeps {
+            db: f.db.clone(),
+            store: f.store.clone(),
+            limits: Default::default(),
+            metrics: f.metrics.clone(),
+            bus: super::super::cluster::ClusterBus::disabled(),
+        });
+        let mut registry = SessionRegistry::new(deps, 1);
+        let sid = SessionId::new();
+        let allowed: Vec<bool> = (0..=MAX_RESTARTS).map(|_| registry.restart_allowed(sid)).collect();
+        assert_eq!(allowed, vec![true, true, true, false], "{MAX_RESTARTS} restarts in {RESTART_WINDOW:?}");
+        assert!(registry.restart_allowed(SessionId::new()), "another session is not affected");
+    }
+
+    #[actix_web::test]
+    async fn an_event_with_no_actor_here_still_clears_the_store() {
+        let f = Fixture::new().await;
+        let sid = f.session().await;
+        let ana = f.participant(sid, "Ana").await;
+        let view = LocationView {
+            user_id: ana.id.to_string(),
+            lat: 1.0,
+            lng: 2.0,
+            accuracy: None,
+            heading: None,
+            speed: None,
+            timestamp: "2026-12-01T10:00:00Z".into(),
+        };
+        f.store.put_locations(sid, vec![(ana.id, view)]).await.unwrap_or_else(|e| panic!("{e}"));
+        f.registry.do_send(SessionEvent::SessionEnded { session: sid, reason: EndReason::Inactive });
+        let mut left = 1;
+        for _ in 0..100 {
+            left = f.store.locations(sid).await.map(|l| l.len()).unwrap_or(1);
+            if left == 0 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert_eq!(left, 0, "an ended session's positions go at once");
+        assert_eq!(f.registry.send(Ping).await.map(|s| s.sessions_live).ok(), Some(0), "no actor was started");
     }
 }

@@ -10,7 +10,7 @@ use actix::prelude::*;
 use actix_http::ws::Item;
 use actix_web::HttpRequest;
 use actix_web_actors::ws::{self, CloseCode, CloseReason, ProtocolError, WebsocketContext};
-use chrono::{DateTime, Utc};
+use chrono::Utc;
 use serde_json::{json, Value};
 
 use super::messages::*;
@@ -20,9 +20,10 @@ use super::registry::SessionRegistry;
 use super::session::SessionActor;
 use super::transport::PendingSocket;
 use crate::config::Limits;
-use crate::domain::{Location, ParticipantId, SessionId};
+use crate::domain::Location;
+use crate::metrics::Metrics;
 use crate::ops::drain::Drain;
-use crate::ops::metrics::Metrics;
+use crate::sessions::SocketGrant;
 use crate::views::rfc3339;
 
 /// How often a socket checks its silence and token.
@@ -32,17 +33,6 @@ const SEEN_EVERY: Duration = Duration::from_secs(1);
 
 static NEXT_SOCKET: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
 
-/// Who a socket speaks for, from its token.
-#[derive(Debug, Clone, Copy)]
-pub struct SocketIdentity {
-    /// The participant.
-    pub participant: ParticipantId,
-    /// Its session.
-    pub session: SessionId,
-    /// When the token expires.
-    pub expires_at: DateTime<Utc>,
-}
-
 struct Channel {
     join_ref: Value,
     session: Option<Addr<SessionActor>>,
@@ -51,7 +41,7 @@ struct Channel {
 /// The actor of one WebSocket.
 pub struct SocketActor {
     id: SocketId,
-    who: SocketIdentity,
+    who: SocketGrant,
     vsn: Vsn,
     topic: String,
     registry: Addr<SessionRegistry>,
@@ -69,7 +59,7 @@ pub struct SocketActor {
 impl SocketActor {
     /// A socket for `who`, speaking `vsn`.
     pub fn new(
-        who: SocketIdentity,
+        who: SocketGrant,
         vsn: Vsn,
         registry: Addr<SessionRegistry>,
         metrics: Arc<Metrics>,

@@ -31,7 +31,7 @@ impl MemoryStore {
     }
 
     fn with<T>(&self, f: impl FnOnce(&mut HashMap<SessionId, SessionState>) -> T) -> StoreResult<T> {
-        let mut guard = self.sessions.lock().map_err(|_| StoreError::Unavailable("memory store poisoned".into()))?;
+        let mut guard = self.sessions.lock().map_err(|_| StoreError::Poisoned)?;
         Ok(f(&mut guard))
     }
 }

@@ -15,15 +15,18 @@ use futures_util::future::BoxFuture;
 
 use crate::domain::{LocationView, ParticipantId, SessionId};
 
-/// Failures of the ephemeral store.
+/// Failures of the ephemeral store; each keeps its cause as its `source`.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     /// Redis could not be reached or answered an error.
-    #[error("ephemeral store unavailable: {0}")]
-    Unavailable(String),
-    /// A stored value could not be read back.
-    #[error("ephemeral store value unreadable: {0}")]
-    Corrupt(String),
+    #[error("ephemeral store unavailable")]
+    Redis(#[from] redis::RedisError),
+    /// A value could not be written or read back as JSON.
+    #[error("ephemeral store value unreadable")]
+    Corrupt(#[from] serde_json::Error),
+    /// The in-memory store's lock was poisoned by a panic while held.
+    #[error("memory store poisoned")]
+    Poisoned,
 }
 
 /// The result of a store call.

@@ -11,21 +11,33 @@ use deadpool_redis::redis::aio::MultiplexedConnection;
 use deadpool_redis::{Config, Pool, Runtime, Timeouts};
 use futures_util::future::BoxFuture;
 
-use super::{EphemeralStore, SeenMap, StoreError, StoreResult};
+use super::{EphemeralStore, SeenMap, StoreResult};
 use crate::domain::{LocationView, ParticipantId, SessionId};
 
 /// How long a Redis call may take before it counts as down.
 pub const DEADLINE: Duration = Duration::from_secs(1);
 
-/// Failures talking to Redis.
+/// Failures talking to Redis; each keeps its cause as its `source`.
 #[derive(Debug, thiserror::Error)]
 pub enum RedisError {
     /// The pool could not be built from the URL.
-    #[error("invalid Redis configuration: {0}")]
-    Config(String),
-    /// No connection could be had, or a command failed or timed out.
-    #[error("redis unavailable: {0}")]
-    Unavailable(String),
+    #[error("invalid Redis configuration")]
+    Config(#[source] deadpool_redis::CreatePoolError),
+    /// The URL could not be read by the Redis client.
+    #[error("invalid Redis URL")]
+    Url(#[source] redis::RedisError),
+    /// No connection could be had from the pool.
+    #[error("no Redis connection")]
+    Pool(#[source] deadpool_redis::PoolError),
+    /// A command failed.
+    #[error("Redis command failed")]
+    Command(#[source] redis::RedisError),
+    /// The call took longer than [`DEADLINE`].
+    #[error("Redis call timed out")]
+    Timeout,
+    /// The shared connection's slot was poisoned by a panic while held.
+    #[error("Redis connection slot poisoned")]
+    Poisoned,
 }
 
 /// Redis connections: one multiplexed connection that every call shares (redis pipelines
@@ -49,7 +61,7 @@ impl RedisPool {
         let mut pool_cfg = deadpool_redis::PoolConfig::new(32);
         pool_cfg.timeouts = Timeouts { wait: Some(DEADLINE), create: Some(DEADLINE), recycle: Some(DEADLINE) };
         cfg.pool = Some(pool_cfg);
-        let pool = cfg.create_pool(Some(Runtime::Tokio1)).map_err(|e| RedisError::Config(e.to_string()))?;
+        let pool = cfg.create_pool(Some(Runtime::Tokio1)).map_err(RedisError::Config)?;
         Ok(Self { pool, shared: Arc::new(Mutex::new(None)) })
     }
 
@@ -58,8 +70,8 @@ impl RedisPool {
         if let Some(conn) = self.held() {
             return Ok(conn);
         }
-        let fresh = self.pool.get().await.map_err(|e| RedisError::Unavailable(e.to_string()))?;
-        let mut slot = self.shared.lock().map_err(|_| RedisError::Unavailable("connection slot poisoned".into()))?;
+        let fresh = self.pool.get().await.map_err(RedisError::Pool)?;
+        let mut slot = self.shared.lock().map_err(|_| RedisError::Poisoned)?;
         // Another call may have checked one out meanwhile: keep the first, return this one.
         Ok(MultiplexedConnection::clone(slot.get_or_insert(fresh)))
     }
@@ -82,11 +94,9 @@ impl RedisPool {
     {
         let call = async {
             let conn = self.connection().await?;
-            f(conn).await.map_err(|e| RedisError::Unavailable(e.to_string()))
+            f(conn).await.map_err(RedisError::Command)
         };
-        let result = tokio::time::timeout(DEADLINE, call)
-            .await
-            .unwrap_or_else(|_| Err(RedisError::Unavailable("timed out".into())));
+        let result = tokio::time::timeout(DEADLINE, call).await.unwrap_or(Err(RedisError::Timeout));
         if result.is_err() {
             self.release();
         }
@@ -130,10 +140,6 @@ fn activity_key(session: SessionId) -> String {
     format!("ls:{{{session}}}:activity")
 }
 
-fn unavailable(e: impl std::fmt::Display) -> StoreError {
-    StoreError::Unavailable(e.to_string())
-}
-
 impl RedisStore {
     /// A store over `pool` whose locations live `ttl`; session-wide keys expire after `keep` unwritten.
     pub fn new(pool: RedisPool, ttl: Duration, keep: Duration) -> Self {
@@ -145,7 +151,7 @@ impl RedisStore {
     where
         F: FnOnce(MultiplexedConnection) -> BoxFuture<'static, Result<T, redis::RedisError>>,
     {
-        self.pool.run(f).await.map_err(unavailable)
+        Ok(self.pool.run(f).await?)
     }
 }
 
@@ -158,7 +164,7 @@ impl EphemeralStore for RedisStore {
         Box::pin(async move {
             let mut pipe = redis::pipe();
             for (user, view) in &batch {
-                let json = serde_json::to_string(view).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+                let json = serde_json::to_string(view)?;
                 let user = user.to_string();
                 pipe.cmd("SET").arg(loc_key(session, &user)).arg(json).arg("PX").arg(self.ttl_ms).ignore();
                 pipe.cmd("SADD").arg(index_key(session)).arg(user).ignore();
@@ -189,11 +195,7 @@ impl EphemeralStore for RedisStore {
                 cmd.arg(index_key(session)).arg(expired);
                 self.run(move |mut c| Box::pin(async move { cmd.query_async::<()>(&mut c).await })).await?;
             }
-            values
-                .into_iter()
-                .flatten()
-                .map(|json| serde_json::from_str(&json).map_err(|e| StoreError::Corrupt(e.to_string())))
-                .collect()
+            values.into_iter().flatten().map(|json| Ok(serde_json::from_str(&json)?)).collect()
         })
     }
 

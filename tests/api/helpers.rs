@@ -1,9 +1,8 @@
-//! A real server per test, on a free port, with its own database (a fresh SQLite file) or the
-//! shared PostgreSQL of `TEST_DATABASE_URL`, and the Redis of `TEST_REDIS_URL` when that is set
-//! (else the in-memory store); and the requests and checks every test uses.
+//! A real server per test (`location_sharing::testing`: on a free port, with its own database —
+//! a fresh SQLite file, or the shared PostgreSQL of `TEST_DATABASE_URL` — and the Redis of
+//! `TEST_REDIS_URL` when that is set), and the requests and checks every test uses.
 
 use std::collections::{BTreeSet, HashMap};
-use std::sync::Once;
 use std::time::Duration;
 
 use actix::Addr;
@@ -12,36 +11,15 @@ use awc::http::header::HeaderMap;
 use awc::http::Method;
 use chrono::{DateTime, Utc};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
-use location_sharing::config::{LogFormat, Settings};
+use location_sharing::config::Settings;
 use location_sharing::db::Db;
 use location_sharing::realtime::SessionRegistry;
-use location_sharing::startup::Application;
 use serde_json::{json, Value};
-use tempfile::TempDir;
 
-/// The secret every test app signs with, so tests can forge tokens.
-pub const JWT_SECRET: &str = "integration-tests-secret-0123456789abcdef";
+use location_sharing::testing::TestServer;
+pub use location_sharing::testing::{test_database_url, test_redis_url, without_redis, JWT_SECRET};
 
-/// The shared PostgreSQL database, when the suite runs against one.
-pub fn test_database_url() -> Option<String> {
-    std::env::var("TEST_DATABASE_URL").ok().filter(|url| !url.trim().is_empty())
-}
-
-/// A Redis to check against, when one is given.
-pub fn test_redis_url() -> Option<String> {
-    std::env::var("TEST_REDIS_URL").ok().filter(|url| !url.trim().is_empty())
-}
-
-fn init_logging() {
-    static ONCE: Once = Once::new();
-    ONCE.call_once(|| {
-        if std::env::var_os("TEST_LOG").is_some() {
-            location_sharing::telemetry::init(LogFormat::Text);
-        }
-    });
-}
-
-/// A server running in the test's actix system.
+/// A server running in the test's actix system, and a client for it.
 pub struct TestApp {
     /// `http://127.0.0.1:{port}`.
     pub address: String,
@@ -51,31 +29,8 @@ pub struct TestApp {
     pub client: awc::Client,
     /// The session registry (the supervisor of session actors), to reach them directly.
     pub registry: Addr<SessionRegistry>,
-    /// Keeps the SQLite file alive as long as the app.
-    _tmp: TempDir,
-}
-
-/// The variables of a test app before the test's own changes: `REDIS_URL` is the Redis of
-/// `TEST_REDIS_URL` when that is set, so every test runs on Redis then (see [`without_redis`]).
-fn base_vars(tmp: &TempDir) -> HashMap<String, String> {
-    let database_url = test_database_url()
-        .unwrap_or_else(|| format!("sqlite://{}", tmp.path().join("location_sharing.sqlite3").display()));
-    let mut vars = HashMap::from([
-        ("PORT".to_owned(), "0".to_owned()),
-        ("HOST".to_owned(), "127.0.0.1".to_owned()),
-        ("JWT_SECRET".to_owned(), JWT_SECRET.to_owned()),
-        ("DATABASE_URL".to_owned(), database_url),
-        ("DB_POOL_SIZE".to_owned(), "5".to_owned()),
-    ]);
-    if let Some(redis) = test_redis_url() {
-        vars.insert("REDIS_URL".to_owned(), redis);
-    }
-    vars
-}
-
-/// For tests that need a single node with the in-memory store whatever `TEST_REDIS_URL` says.
-pub fn without_redis(vars: &mut HashMap<String, String>) {
-    vars.remove("REDIS_URL");
+    /// Keeps the server's files alive as long as the app.
+    _server: TestServer,
 }
 
 /// A client with a generous timeout (the 60-join bursts) and no default compression.
@@ -88,23 +43,16 @@ pub async fn spawn_app() -> TestApp {
     spawn_app_with(|_| {}).await
 }
 
-/// A server whose settings the test adjusts first.
-///
-/// On the shared PostgreSQL, every app's cleanup sweep acts on the whole database, the first
-/// one 5 s after start: a test that shortens `SESSION_INACTIVITY_SECONDS` or
-/// `ENDED_RETENTION_SECONDS` must be done well before that, or it would end or purge the
-/// sessions of the tests running beside it.
+/// A server whose settings the test adjusts first (see [`location_sharing::testing::spawn_app_with`]).
 pub async fn spawn_app_with(configure: impl FnOnce(&mut HashMap<String, String>)) -> TestApp {
-    init_logging();
-    let tmp = tempfile::tempdir().expect("a temporary directory");
-    let mut vars = base_vars(&tmp);
-    configure(&mut vars);
-    let settings = Settings::from_map(&vars).expect("valid test settings");
-    let app = Application::build(settings.clone()).await.expect("the application builds");
-    let port = app.port();
-    let registry = app.registry();
-    actix_rt::spawn(app.run_until_stopped());
-    TestApp { address: format!("http://127.0.0.1:{port}"), settings, client: client(), registry, _tmp: tmp }
+    let server = location_sharing::testing::spawn_app_with(configure).await;
+    TestApp {
+        address: server.address.clone(),
+        settings: server.settings.clone(),
+        client: client(),
+        registry: server.registry.clone(),
+        _server: server,
+    }
 }
 
 /// A body to send.
@@ -448,7 +396,7 @@ impl TestApp {
             DatabaseUrl::Postgres(url) => url.clone(),
             DatabaseUrl::Sqlite(path) => format!("sqlite://{path}"),
         };
-        let redis_url = self.settings.redis_url.clone();
+        let redis_url = self.settings.redis_url.as_ref().map(|url| url.expose().to_owned());
         spawn_app_with(move |vars| {
             vars.insert("DATABASE_URL".into(), database_url);
             match redis_url {

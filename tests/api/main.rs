@@ -1,6 +1,6 @@
-//! HTTP and WebSocket integration tests: every test spawns the real server (SQLite by default,
-//! the PostgreSQL of `TEST_DATABASE_URL` when set; the in-memory store by default, the Redis of
-//! `TEST_REDIS_URL` when set) and talks to it over the network.
+//! HTTP and WebSocket integration tests, and the web client's pages: every test spawns the real
+//! server (SQLite by default, the PostgreSQL of `TEST_DATABASE_URL` when set; the in-memory store
+//! by default, the Redis of `TEST_REDIS_URL` when set) and talks to it over the network.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod auth;
@@ -10,6 +10,7 @@ mod health;
 mod helpers;
 mod participants;
 mod sessions;
+mod web;
 mod ws_client;
 mod ws_events;
 mod ws_lifecycle;

@@ -1,24 +1,21 @@
 //! The built-in web client's routes, against the real app on a free port: pages and their
 //! security headers, embedded assets, the QR code of a join link, and the operator dashboard
 //! with its access rules.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::collections::{BTreeSet, HashMap};
-use std::time::Duration;
+use std::collections::BTreeSet;
 
 use actix_web::web::Bytes;
 use awc::http::header::HeaderMap;
-use location_sharing::config::Settings;
-use location_sharing::startup::Application;
 use serde_json::{json, Value};
-use tempfile::TempDir;
+
+use crate::helpers::{self, spawn_app_with, TestApp};
 
 const ADMIN_TOKEN: &str = "web-tests-admin-token-0123456789";
 
 struct App {
     address: String,
     client: awc::Client,
-    _tmp: TempDir,
+    _app: TestApp,
 }
 
 struct Resp {
@@ -41,25 +38,21 @@ impl Resp {
     }
 }
 
-/// A server on SQLite in a temporary directory, with the test's settings on top of the defaults.
+/// The test server with the test's settings on top of the defaults.
 async fn spawn(vars: &[(&str, &str)]) -> App {
-    let tmp = tempfile::tempdir().expect("a temporary directory");
-    let mut map = HashMap::from([
-        ("PORT".to_owned(), "0".to_owned()),
-        ("HOST".to_owned(), "127.0.0.1".to_owned()),
-        ("JWT_SECRET".to_owned(), "web-tests-secret-0123456789abcdef".to_owned()),
-        ("DATABASE_URL".to_owned(), format!("sqlite://{}", tmp.path().join("location_sharing.sqlite3").display())),
-        ("DB_POOL_SIZE".to_owned(), "3".to_owned()),
-    ]);
-    for (k, v) in vars {
-        map.insert((*k).to_owned(), (*v).to_owned());
-    }
-    let settings = Settings::from_map(&map).expect("valid settings");
-    let app = Application::build(settings).await.expect("the application builds");
-    let port = app.port();
-    actix_rt::spawn(app.run_until_stopped());
-    let client = awc::Client::builder().timeout(Duration::from_secs(10)).finish();
-    App { address: format!("http://127.0.0.1:{port}"), client, _tmp: tmp }
+    spawn_with(vars, |_| {}).await
+}
+
+/// The same, with a last say over the variables.
+async fn spawn_with(vars: &[(&str, &str)], last: impl FnOnce(&mut std::collections::HashMap<String, String>)) -> App {
+    let app = spawn_app_with(|map| {
+        for (k, v) in vars {
+            map.insert((*k).to_owned(), (*v).to_owned());
+        }
+        last(map);
+    })
+    .await;
+    App { address: app.address.clone(), client: app.client.clone(), _app: app }
 }
 
 impl App {
@@ -308,7 +301,8 @@ async fn the_dashboard_wants_the_admin_token_when_one_is_set() {
 
 #[actix_rt::test]
 async fn dashboard_stats_have_their_shape_and_count() {
-    let app = spawn(&[]).await;
+    // A single node: no Redis to check, no cluster bus.
+    let app = spawn_with(&[], helpers::without_redis).await;
     let first = app.get("/dev/dashboard/stats").await;
     assert_eq!(first.status, 200);
     assert!(first.header("content-type").starts_with("application/json"));

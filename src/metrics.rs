@@ -1,7 +1,9 @@
 //! Prometheus metrics. Counters are atomics, so the hot path pays one relaxed add per event.
 //! No label ever carries a session id, user id or coordinate: routes are templates.
+//!
+//! Everything else imports this module and it imports nothing of ours; `/metrics` itself is
+//! served by `http::metrics`.
 
-use actix_web::HttpResponse;
 use prometheus::{
     Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry, TextEncoder,
 };
@@ -37,6 +39,9 @@ pub struct Metrics {
     pub pubsub_dropped: IntCounter,
     /// Messages received from other replicas.
     pub pubsub_received: IntCounter,
+    /// Messages from other replicas not delivered, by reason: `unknown_event` (a newer
+    /// replica's kind) or `unreadable`.
+    pub pubsub_refused: IntCounterVec,
     /// HTTP requests by route template, method and status.
     pub http_requests: IntCounterVec,
     /// HTTP request latency by route template.
@@ -90,6 +95,16 @@ impl Metrics {
         )
         .unwrap_or_else(|e| unreachable_metric("http_request_duration_seconds", e));
         let _ = registry.register(Box::new(http_duration.clone()));
+        let pubsub_refused = IntCounterVec::new(
+            Opts::new("pubsub_refused_total", "Messages from other replicas not delivered, by reason"),
+            &["reason"],
+        )
+        .unwrap_or_else(|e| unreachable_metric("pubsub_refused_total", e));
+        let _ = registry.register(Box::new(pubsub_refused.clone()));
+        // Shown as 0 from the start, so an alert can watch them.
+        for reason in ["unknown_event", "unreadable"] {
+            pubsub_refused.with_label_values(&[reason]);
+        }
         let db_pool_wait = Histogram::with_opts(
             HistogramOpts::new("db_pool_wait_seconds", "Time waiting for a database connection from the pool")
                 .buckets(vec![0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 2.0]),
@@ -117,6 +132,7 @@ impl Metrics {
             pubsub_published: counter(r, "pubsub_published_total", "Messages published to the cluster bus"),
             pubsub_dropped: counter(r, "pubsub_dropped_total", "Cluster messages dropped (bus down or queue full)"),
             pubsub_received: counter(r, "pubsub_received_total", "Messages received from other replicas"),
+            pubsub_refused,
             http_requests,
             http_duration,
             db_pool_wait,
@@ -139,14 +155,6 @@ impl Metrics {
         }
         out
     }
-}
-
-/// `GET /metrics`: Prometheus text format.
-#[utoipa::path(get, path = "/metrics", tag = "health", responses(
-    (status = 200, description = "Prometheus text exposition", content_type = "text/plain"),
-))]
-pub async fn endpoint(state: actix_web::web::Data<crate::http::AppState>) -> HttpResponse {
-    HttpResponse::Ok().content_type(prometheus::TEXT_FORMAT).body(state.metrics.render())
 }
 
 #[cfg(test)]

@@ -1,0 +1,317 @@
+//! The typed values of settings that are more than a number: URLs, origins, tokens, secrets.
+//! Secrets never print: their `Debug` and `Display` hide them.
+
+use std::fmt;
+
+/// Which SQL backend `DATABASE_URL` selects; printed (`Debug` too) without its password.
+#[derive(Clone, PartialEq, Eq)]
+pub enum DatabaseUrl {
+    /// A `postgres://` or `postgresql://` URL, passed to libpq as is.
+    Postgres(String),
+    /// A file path for SQLite (from `sqlite://PATH` or a plain path).
+    Sqlite(String),
+}
+
+impl DatabaseUrl {
+    /// Reads `postgres://…`, `postgresql://…`, `sqlite://PATH`, `sqlite:PATH` or a plain file path.
+    pub fn parse(raw: &str) -> Result<Self, String> {
+        let raw = raw.trim();
+        if raw.is_empty() {
+            return Err("must not be empty".into());
+        }
+        if raw.starts_with("postgres://") || raw.starts_with("postgresql://") {
+            return Ok(Self::Postgres(raw.to_owned()));
+        }
+        let path = raw.strip_prefix("sqlite://").or_else(|| raw.strip_prefix("sqlite:")).unwrap_or(raw);
+        if path.is_empty() {
+            return Err("a sqlite:// URL needs a file path".into());
+        }
+        if path.contains("://") {
+            return Err("must be a postgres://, postgresql:// or sqlite:// URL, or a file path".into());
+        }
+        Ok(Self::Sqlite(path.to_owned()))
+    }
+
+    /// True for PostgreSQL.
+    pub fn is_postgres(&self) -> bool {
+        matches!(self, Self::Postgres(_))
+    }
+}
+
+impl fmt::Display for DatabaseUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Postgres(url) => f.write_str(&redact_password(url)),
+            Self::Sqlite(path) => write!(f, "sqlite://{path}"),
+        }
+    }
+}
+
+impl fmt::Debug for DatabaseUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "DatabaseUrl({self})")
+    }
+}
+
+/// `REDIS_URL`: a `redis://`, `rediss://` or unix-socket URL; printed without its password.
+#[derive(Clone, PartialEq, Eq)]
+pub struct RedisUrl(String);
+
+impl RedisUrl {
+    /// Accepts the schemes the Redis client understands.
+    pub fn parse(raw: &str) -> Result<Self, String> {
+        let raw = raw.trim();
+        let known = ["redis://", "rediss://", "redis+unix://", "unix://"];
+        if known.iter().any(|scheme| raw.starts_with(scheme)) {
+            Ok(Self(raw.to_owned()))
+        } else {
+            Err("must be a redis:// URL".into())
+        }
+    }
+
+    /// The URL as given, password included: for the Redis client only.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for RedisUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&redact_password(&self.0))
+    }
+}
+
+impl fmt::Debug for RedisUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "RedisUrl({self})")
+    }
+}
+
+/// A secret's bytes (`JWT_SECRET`); `Debug` shows only that there is one.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(Vec<u8>);
+
+impl Secret {
+    /// Wraps the bytes of a secret.
+    pub fn new(bytes: Vec<u8>) -> Self {
+        Self(bytes)
+    }
+
+    /// The bytes, for the code that signs with them.
+    pub fn expose(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+/// Replaces the password of `scheme://user:password@host` with `***`.
+pub fn redact_password(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let Some((userinfo, host)) = rest.split_once('@') else {
+        return url.to_owned();
+    };
+    match userinfo.split_once(':') {
+        Some((user, _)) => format!("{scheme}://{user}:***@{host}"),
+        None => url.to_owned(),
+    }
+}
+
+/// Output format of the logs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    /// One human-readable line per record.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Allowed browser origins for CORS and the WebSocket handshake.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AllowedOrigins {
+    /// `*`: every origin but `null`.
+    Any,
+    /// An explicit list, compared exactly (scheme, host and port), case-insensitively.
+    List(Vec<String>),
+}
+
+impl AllowedOrigins {
+    /// Reads `*` or a comma list of `http(s)://host[:port]` origins; `null` is refused.
+    pub fn parse(raw: &str) -> Result<Self, String> {
+        let items: Vec<String> = raw
+            .split(',')
+            .map(|s| s.trim().trim_end_matches('/').to_ascii_lowercase())
+            .filter(|s| !s.is_empty())
+            .collect();
+        if items.is_empty() {
+            return Err("must be * or a comma-separated list of origins".into());
+        }
+        if items.iter().any(|s| s == "*") {
+            return Ok(Self::Any);
+        }
+        for item in &items {
+            if item == "null" {
+                return Err("the null origin can never be allowed".into());
+            }
+            if !(item.starts_with("http://") || item.starts_with("https://")) {
+                return Err(format!("{item:?} is not an origin like https://example.com"));
+            }
+        }
+        Ok(Self::List(items))
+    }
+
+    /// Whether a request's `Origin` header value is allowed; `null` never is.
+    pub fn allows(&self, origin: &str) -> bool {
+        if origin.eq_ignore_ascii_case("null") || origin.is_empty() {
+            return false;
+        }
+        match self {
+            Self::Any => true,
+            Self::List(list) => list.iter().any(|o| o.eq_ignore_ascii_case(origin)),
+        }
+    }
+}
+
+/// The default `TILE_URL`: the OpenStreetMap standard tiles.
+pub const DEFAULT_TILE_URL: &str = "https://tile.openstreetmap.org/{z}/{x}/{y}.png";
+
+/// Where the web client's map takes its raster tiles from (`TILE_URL`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TileUrl(String);
+
+impl TileUrl {
+    /// Reads `TILE_URL`: `none` or empty disables tiles (`None`); anything else must be an
+    /// http(s) URL with `{z}`, `{x}` and `{y}` in its path, and a plain host (or `{s}.host`).
+    pub fn parse(raw: &str) -> Result<Option<Self>, String> {
+        let raw = raw.trim();
+        if raw.is_empty() || raw.eq_ignore_ascii_case("none") {
+            return Ok(None);
+        }
+        let rest = raw.strip_prefix("https://").or_else(|| raw.strip_prefix("http://"));
+        let Some(rest) = rest else {
+            return Err(format!("{raw:?} must be an http:// or https:// URL with {{z}}, {{x}} and {{y}}, or none"));
+        };
+        let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+        let host = authority.strip_prefix("{s}.").unwrap_or(authority);
+        let host_ok = !host.is_empty()
+            && host.bytes().all(|b| b.is_ascii_alphanumeric() || b"-.:[]".contains(&b))
+            && host.bytes().next().is_some_and(|b| b != b'.' && b != b':');
+        if !host_ok {
+            return Err(format!(
+                "{raw:?} has no usable host (only letters, digits, '-', '.', a port, or a leading {{s}}.)"
+            ));
+        }
+        if path.contains(|c: char| c.is_whitespace() || c.is_control() || c == '"' || c == '\\') {
+            return Err(format!("{raw:?} must not contain spaces, quotes or backslashes"));
+        }
+        for placeholder in ["{z}", "{x}", "{y}"] {
+            if !path.contains(placeholder) {
+                return Err(format!("{raw:?} must contain {placeholder} in its path"));
+            }
+        }
+        Ok(Some(Self(raw.to_owned())))
+    }
+
+    /// The URL template, `{z}/{x}/{y}` (and `{s}`) still in it.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The origin tiles come from, as a Content-Security-Policy source: `https://tile.example`,
+    /// or `https://*.tile.example` when the host starts with `{s}.`.
+    pub fn csp_source(&self) -> String {
+        let (scheme, rest) = self.0.split_once("://").unwrap_or(("https", &self.0));
+        let authority = rest.split('/').next().unwrap_or_default();
+        match authority.strip_prefix("{s}.") {
+            Some(host) => format!("{scheme}://*.{host}"),
+            None => format!("{scheme}://{authority}"),
+        }
+    }
+}
+
+/// The operator's token for `/dev/dashboard` (`ADMIN_TOKEN`); never printed.
+#[derive(Clone, PartialEq, Eq)]
+pub struct AdminToken(String);
+
+impl AdminToken {
+    /// Shortest token accepted, so that a guessable one cannot open the dashboard.
+    pub const MIN_LEN: usize = 16;
+
+    /// Reads `ADMIN_TOKEN`: at least 16 printable ASCII characters without spaces.
+    pub fn parse(raw: &str) -> Result<Self, String> {
+        let raw = raw.trim();
+        if raw.len() < Self::MIN_LEN {
+            return Err(format!("must be at least {} characters", Self::MIN_LEN));
+        }
+        if !raw.bytes().all(|b| b.is_ascii_graphic()) {
+            return Err("must be printable ASCII without spaces".into());
+        }
+        Ok(Self(raw.to_owned()))
+    }
+
+    /// Whether `presented` is this token, in time that does not depend on where they differ.
+    pub fn matches(&self, presented: &str) -> bool {
+        let (a, b) = (self.0.as_bytes(), presented.as_bytes());
+        let mut diff = a.len() ^ b.len();
+        for (i, x) in a.iter().enumerate() {
+            diff |= usize::from(x ^ b.get(i).copied().unwrap_or(0));
+        }
+        diff == 0
+    }
+}
+
+impl fmt::Debug for AdminToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("AdminToken(***)")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn database_url_forms() {
+        assert!(DatabaseUrl::parse("postgresql://u@h/db").is_ok_and(|d| d.is_postgres()));
+        assert_eq!(DatabaseUrl::parse("sqlite:///tmp/x.db"), Ok(DatabaseUrl::Sqlite("/tmp/x.db".into())));
+        assert_eq!(DatabaseUrl::parse("data/x.db"), Ok(DatabaseUrl::Sqlite("data/x.db".into())));
+        assert!(DatabaseUrl::parse("mysql://h/db").is_err());
+    }
+
+    #[test]
+    fn origins() {
+        let any = AllowedOrigins::parse("*").unwrap_or_else(|e| panic!("{e}"));
+        assert!(any.allows("https://a.example"));
+        assert!(!any.allows("null"));
+        let list = AllowedOrigins::parse("https://a.example, http://localhost:3000/").unwrap_or_else(|e| panic!("{e}"));
+        assert!(list.allows("https://A.example"));
+        assert!(list.allows("http://localhost:3000"));
+        assert!(!list.allows("https://b.example"));
+    }
+
+    #[test]
+    fn password_is_redacted() {
+        assert_eq!(redact_password("postgres://u:secret@h/db"), "postgres://u:***@h/db");
+        assert_eq!(redact_password("postgres://h/db"), "postgres://h/db");
+    }
+
+    #[test]
+    fn secrets_never_print() {
+        let db = DatabaseUrl::parse("postgres://u:hunter2@h/db").unwrap_or_else(|e| panic!("{e}"));
+        let redis = RedisUrl::parse("rediss://default:hunter2@cache:6380").unwrap_or_else(|e| panic!("{e}"));
+        let secret = Secret::new(b"hunter2".to_vec());
+        for printed in
+            [format!("{db:?}"), format!("{db}"), format!("{redis:?}"), format!("{redis}"), format!("{secret:?}")]
+        {
+            assert!(!printed.contains("hunter2"), "{printed}");
+        }
+        assert_eq!(redis.expose(), "rediss://default:hunter2@cache:6380");
+        assert!(RedisUrl::parse("http://x").is_err());
+    }
+}
