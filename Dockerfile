@@ -22,15 +22,19 @@ RUN apt-get update \
 
 WORKDIR /build
 
-# 1. Dependencies only, cached in their own layer until Cargo.toml or Cargo.lock change: build
-#    them against stub targets. Cargo refuses a manifest whose [[bench]] file is missing, so each
-#    [[bench]] of Cargo.toml gets a stub too (benches/protocol.rs); a new bench needs a line here.
+# 1. Dependencies only, cached in their own layer until a manifest or Cargo.lock changes: build
+#    them against stub targets. The workspace names crates/loadgen, so its manifest comes too, and
+#    cargo refuses a manifest whose [[bench]] file is missing, so each [[bench]] gets a stub
+#    (benches/protocol.rs, crates/loadgen/benches/send_floor.rs); a new bench needs a line here.
 #    Only the server binary is built (`--bin`): loadgen and the benches are not part of the image.
 COPY Cargo.toml Cargo.lock ./
-RUN mkdir -p src benches \
+COPY crates/loadgen/Cargo.toml ./crates/loadgen/
+RUN mkdir -p src benches crates/loadgen/src crates/loadgen/benches \
     && echo 'fn main() {}' > src/main.rs \
     && touch src/lib.rs \
     && echo 'fn main() {}' > benches/protocol.rs \
+    && echo 'fn main() {}' > crates/loadgen/src/main.rs \
+    && echo 'fn main() {}' > crates/loadgen/benches/send_floor.rs \
     && cargo build --release --locked --features postgres-tls --bin location-sharing \
     && rm -rf src
 

@@ -14,6 +14,9 @@ enum Command {
     Version,
 }
 
+/// The command line is two words and two flags, all of them fixed; everything else is
+/// configured by environment variables (`config`), whose errors name the variable. clap would
+/// parse these four forms and add nothing, so they are matched here.
 fn parse_args() -> Result<Command, String> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args.iter().map(String::as_str).collect::<Vec<_>>().as_slice() {

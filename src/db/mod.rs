@@ -50,9 +50,9 @@ pub enum DbError {
     /// The SQLite file's folder could not be created (at start).
     #[error("cannot create {path}")]
     CreateDir {
-        /// The folder.
+        /// The folder that could not be created.
         path: std::path::PathBuf,
-        /// Why.
+        /// What the operating system said.
         #[source]
         source: std::io::Error,
     },

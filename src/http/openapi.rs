@@ -10,7 +10,7 @@ use utoipa::{Modify, OpenApi, ToSchema};
 /// `{"errors": {"detail": "…"}}`.
 #[derive(Serialize, ToSchema)]
 pub struct ErrorBody {
-    /// The error.
+    /// What went wrong, under `detail`.
     pub errors: ErrorDetail,
 }
 

@@ -52,7 +52,7 @@ pub enum ClusterEvent {
     },
     /// A participant joined through REST.
     Joined {
-        /// Its id.
+        /// The new participant.
         user_id: ParticipantId,
         /// Its name, checked again on the way in.
         display_name: DisplayName,
@@ -63,7 +63,7 @@ pub enum ClusterEvent {
     },
     /// A participant left or was removed.
     Left {
-        /// Who.
+        /// The participant gone from the session.
         user_id: ParticipantId,
         /// `left`, `removed` or `inactive`.
         reason: LeaveReason,

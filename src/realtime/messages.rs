@@ -49,7 +49,7 @@ pub struct RegistryStats {
 /// How the session reaches one socket: its queue and a way to wake it.
 #[derive(Clone)]
 pub struct SocketHandle {
-    /// The socket.
+    /// The socket's id within this process.
     pub id: SocketId,
     /// The participant of its token.
     pub participant: ParticipantId,
@@ -89,7 +89,7 @@ impl JoinRefusal {
 #[derive(Message)]
 #[rtype(result = "Result<Addr<SessionActor>, JoinRefusal>")]
 pub struct JoinSession {
-    /// The session.
+    /// The session of the socket's token (the topic was checked against it).
     pub session: SessionId,
     /// The joining socket.
     pub socket: SocketHandle,
@@ -113,7 +113,7 @@ pub struct Connect {
 #[derive(Debug, Clone, Copy, Message)]
 #[rtype(result = "()")]
 pub struct Disconnect {
-    /// The socket.
+    /// The socket leaving; its participant may have others still in the channel.
     pub socket: SocketId,
 }
 
@@ -123,7 +123,7 @@ pub struct Disconnect {
 pub struct LocationReported {
     /// The sending socket (it gets the reply and not the broadcast).
     pub socket: SocketId,
-    /// Its participant.
+    /// The participant of the socket's token, never of the payload.
     pub participant: ParticipantId,
     /// The checked location.
     pub location: Location,
@@ -138,9 +138,9 @@ pub struct LocationReported {
 pub struct Seen {
     /// The participant's session.
     pub session: SessionId,
-    /// Who.
+    /// The participant of the socket's token.
     pub participant: ParticipantId,
-    /// When.
+    /// When the frame arrived.
     pub at: DateTime<Utc>,
 }
 
@@ -148,7 +148,7 @@ pub struct Seen {
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct SessionStopped {
-    /// Its session.
+    /// The session it served.
     pub session: SessionId,
     /// The actor that stopped (a newer one may already serve the session).
     pub actor: Addr<SessionActor>,
@@ -170,7 +170,7 @@ pub struct Crash {
 #[derive(Debug, Clone, Message)]
 #[rtype(result = "()")]
 pub struct RemoteEvent {
-    /// The session.
+    /// The session whose channel it came on.
     pub session: SessionId,
     /// The replica that published it.
     pub origin: Arc<str>,
@@ -182,9 +182,9 @@ pub struct RemoteEvent {
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct SocketOpened {
-    /// The socket.
+    /// The socket's id within this process.
     pub socket: SocketId,
-    /// Its participant.
+    /// The participant of its token, whose leaving closes it.
     pub participant: ParticipantId,
     /// Closes it when the participant leaves.
     pub kick: Recipient<Kick>,
@@ -194,9 +194,9 @@ pub struct SocketOpened {
 #[derive(Debug, Clone, Copy, Message)]
 #[rtype(result = "()")]
 pub struct SocketClosed {
-    /// The socket.
+    /// The socket's id within this process.
     pub socket: SocketId,
-    /// Its participant.
+    /// The participant it spoke for.
     pub participant: ParticipantId,
 }
 

@@ -23,7 +23,7 @@ pub struct NewParticipant {
 pub struct Joined {
     /// The stored participant.
     pub participant: Participant,
-    /// Its token.
+    /// Its token, for opening sockets and for leaving.
     pub websocket_token: String,
 }
 

@@ -12,7 +12,7 @@ use crate::domain::{ParticipantId, SessionId};
 pub struct SocketGrant {
     /// The participant of the token.
     pub participant: ParticipantId,
-    /// Its session.
+    /// The session it may join (the token's).
     pub session: SessionId,
     /// When the token expires (the socket closes then).
     pub expires_at: DateTime<Utc>,

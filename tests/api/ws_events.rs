@@ -590,3 +590,47 @@ async fn sockets_on_two_replicas_share_broadcasts_and_presence() {
         client.next_event("phx_close").await;
     }
 }
+
+#[actix_rt::test]
+async fn events_a_replica_cannot_read_are_counted_never_misread() {
+    let Some(redis_url) = crate::helpers::test_redis_url() else {
+        eprintln!("skipped: TEST_REDIS_URL is not set (the cluster bus needs Redis)");
+        return;
+    };
+    let app = spawn_app().await;
+    let (session, people) = app.session_with(&["Ana"]).await;
+    let ana = &people[0];
+    let mut a = WsClient::joined(&app, &ana.token, &session.id).await;
+    // What a newer replica might publish: a kind this version does not know, and a known kind
+    // with a reason it does not know (a fallback would read that as "removed" and kick Ana).
+    let channel = format!("ls:bus:{{{}}}", session.id);
+    let payloads = [
+        format!(
+            r#"newer-replica
+{{"t":"teleported","user_id":"{}"}}"#,
+            ana.user_id
+        ),
+        format!(
+            r#"newer-replica
+{{"t":"left","user_id":"{}","reason":"kicked"}}"#,
+            ana.user_id
+        ),
+    ];
+    let client = deadpool_redis::redis::Client::open(redis_url.as_str()).expect("a Redis URL");
+    let mut conn = client.get_multiplexed_async_connection().await.expect("Redis answers");
+    for payload in &payloads {
+        let receivers: i64 = deadpool_redis::redis::cmd("PUBLISH")
+            .arg(&channel)
+            .arg(payload)
+            .query_async(&mut conn)
+            .await
+            .expect("PUBLISH");
+        assert!(receivers >= 1, "the replica is subscribed to its session's channel");
+    }
+    a.refute_push("participant_left", QUIET).await;
+    let t = topic(&session.id);
+    a.location(&t, loc(1.0, 2.0)).await.assert_ok("Ana is still in the session");
+    let refused = |reason: &str| format!("location_sharing_pubsub_refused_total{{reason=\"{reason}\"}}");
+    assert_eq!(app.metric(&refused("unknown_event")).await, 1.0);
+    assert_eq!(app.metric(&refused("unreadable")).await, 1.0);
+}
