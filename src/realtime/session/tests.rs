@@ -1,13 +1,15 @@
 //! The session actor without a WebSocket: sockets are outboxes, events come through the registry.
 
+use actix::Addr;
 use serde_json::json;
 
 use super::super::fixture::{drain, receive, socket, Fixture, Got};
-use super::super::messages::{JoinRefusal, LocationReported};
+use super::super::messages::{JoinRefusal, LocationReported, SocketHandle};
 use super::super::protocol::{ReplyTo, Vsn};
+use super::SessionActor;
 use crate::config::Limits;
 use crate::db;
-use crate::domain::{EndReason, LeaveReason, Location};
+use crate::domain::{EndReason, LeaveReason, Location, Participant, SessionId};
 use crate::sessions::SessionEvent;
 
 fn location_of(lat: f64) -> Location {
@@ -18,6 +20,26 @@ fn location_of(lat: f64) -> Location {
 
 fn push_ref(n: u32) -> ReplyTo {
     ReplyTo { join_ref: json!("1"), msg_ref: json!(n.to_string()), topic: "t".into(), event: "location_update".into() }
+}
+
+/// Ana and Bo in one session, each with a socket in its channel (speaking `vsn`), nothing queued.
+struct Two {
+    sid: SessionId,
+    ana: Participant,
+    a: SocketHandle,
+    b: SocketHandle,
+    actor: Addr<SessionActor>,
+}
+
+async fn two_in_a_session(f: &Fixture, vsn: [Vsn; 2]) -> Two {
+    let sid = f.session().await;
+    let (ana, bo) = (f.participant(sid, "Ana").await, f.participant(sid, "Bo").await);
+    let (a, b) = (socket(1, ana.id, vsn[0]), socket(2, bo.id, vsn[1]));
+    let actor = f.join(sid, &a, "1").await.unwrap_or_else(|r| panic!("{r:?}"));
+    f.join(sid, &b, "1").await.unwrap_or_else(|r| panic!("{r:?}"));
+    drain(&a);
+    drain(&b);
+    Two { sid, ana, a, b, actor }
 }
 
 fn events(got: &[Got]) -> Vec<&str> {
@@ -54,13 +76,7 @@ async fn a_join_gets_the_snapshot_then_presence_and_the_others_hear_of_it() {
 async fn locations_reach_the_others_in_order_within_the_rate_limit() {
     let limits = Limits { max_updates_per_second: 3, ..Limits::default() };
     let f = Fixture::with_limits(limits).await;
-    let sid = f.session().await;
-    let (ana, bo) = (f.participant(sid, "Ana").await, f.participant(sid, "Bo").await);
-    let (a, b) = (socket(1, ana.id, Vsn::V2), socket(2, bo.id, Vsn::V1));
-    let actor = f.join(sid, &a, "1").await.unwrap_or_else(|r| panic!("{r:?}"));
-    f.join(sid, &b, "1").await.unwrap_or_else(|r| panic!("{r:?}"));
-    drain(&a);
-    drain(&b);
+    let Two { ana, a, b, actor, .. } = two_in_a_session(&f, [Vsn::V2, Vsn::V1]).await;
     for n in 0..4 {
         let msg = LocationReported {
             socket: 1,
@@ -92,13 +108,7 @@ async fn locations_reach_the_others_in_order_within_the_rate_limit() {
 #[actix_web::test]
 async fn a_participant_who_leaves_is_told_and_its_sockets_close() {
     let f = Fixture::new().await;
-    let sid = f.session().await;
-    let (ana, bo) = (f.participant(sid, "Ana").await, f.participant(sid, "Bo").await);
-    let (a, b) = (socket(1, ana.id, Vsn::V2), socket(2, bo.id, Vsn::V2));
-    f.join(sid, &a, "1").await.unwrap_or_else(|r| panic!("{r:?}"));
-    f.join(sid, &b, "1").await.unwrap_or_else(|r| panic!("{r:?}"));
-    drain(&a);
-    drain(&b);
+    let Two { sid, ana, a, b, .. } = two_in_a_session(&f, [Vsn::V2, Vsn::V2]).await;
     // As the sessions context does it: recorded in SQL, then announced.
     let (user, reason) = (ana.id, LeaveReason::Removed);
     let removed = f.db.run(move |c| db::participants::remove(c, sid, user, reason, chrono::Utc::now())).await;
@@ -119,13 +129,7 @@ async fn a_participant_who_leaves_is_told_and_its_sockets_close() {
 #[actix_web::test]
 async fn an_ended_session_closes_its_channels_and_refuses_joins() {
     let f = Fixture::new().await;
-    let sid = f.session().await;
-    let (ana, bo) = (f.participant(sid, "Ana").await, f.participant(sid, "Bo").await);
-    let (phoenix, plain) = (socket(1, ana.id, Vsn::V2), socket(2, bo.id, Vsn::Plain));
-    f.join(sid, &phoenix, "1").await.unwrap_or_else(|r| panic!("{r:?}"));
-    f.join(sid, &plain, "1").await.unwrap_or_else(|r| panic!("{r:?}"));
-    drain(&phoenix);
-    drain(&plain);
+    let Two { sid, ana, a: phoenix, b: plain, .. } = two_in_a_session(&f, [Vsn::V2, Vsn::Plain]).await;
     f.registry.do_send(SessionEvent::SessionEnded { session: sid, reason: EndReason::EndedByCreator });
     let got = receive(&phoenix, 3).await;
     assert_eq!(got[0].payload(), &json!({ "reason": "ended_by_creator" }));
@@ -135,7 +139,7 @@ async fn an_ended_session_closes_its_channels_and_refuses_joins() {
     let got = receive(&plain, 2).await;
     assert!(matches!(&got[0], Got::Frame(v) if v["type"] == "session_ended"));
     assert_eq!(got[1], Got::Close(1000));
-    let late = socket(3, bo.id, Vsn::V2);
+    let late = socket(3, ana.id, Vsn::V2);
     assert_eq!(f.join(sid, &late, "2").await.err(), Some(JoinRefusal::SessionEnded));
 }
 
