@@ -135,12 +135,18 @@ impl Workers {
     }
 
     /// Passes Ctrl-C on to the worker processes (threads see it directly).
+    #[cfg(unix)]
     fn forward_stop(&mut self) {
         for (child, _) in &self.children {
             // SAFETY: kill with a pid we spawned and a valid signal.
             unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGINT) };
         }
     }
+
+    /// Without Unix signals: a console's Ctrl-C already reaches every process attached to it,
+    /// the workers included.
+    #[cfg(not(unix))]
+    fn forward_stop(&mut self) {}
 
     /// Waits for every worker to be ready (or gone); false on timeout.
     fn wait_ready(&mut self, timeout: Duration, log: &dyn Fn(&str)) -> bool {
@@ -365,14 +371,9 @@ fn secs_i(s: f64) -> i64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::args::{parse, Command};
 
     fn args(line: &str) -> Args {
-        let argv: Vec<String> = line.split_whitespace().map(str::to_owned).collect();
-        match parse(&argv) {
-            Ok(Command::Run(a)) => *a,
-            other => panic!("{other:?}"),
-        }
+        crate::args::parse_line(line).unwrap_or_else(|e| panic!("{e}"))
     }
 
     #[test]

@@ -1,13 +1,20 @@
-//! A tiny HTTP/1.1 client for the REST calls (keep-alive, Content-Length or chunked bodies),
-//! and the calls themselves.
+//! The REST calls, over hyper's HTTP/1.1 client connections on sockets bound here (so that
+//! they spread over 127.0.0.x source addresses like the WebSockets), kept alive and reused.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
+use std::future::Future;
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
+use futures_util::FutureExt;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Bytes;
+use hyper::client::conn::http1::{self, Connection, SendRequest};
+use hyper::header::{ACCEPT, AUTHORIZATION, CONNECTION, CONTENT_TYPE, HOST, USER_AGENT};
+use hyper::{Method, Request};
+use hyper_util::rt::TokioIo;
 use serde_json::Value;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
 
 use crate::args::Target;
@@ -36,8 +43,8 @@ pub async fn connect_tcp(target: SocketAddr, source: Option<IpAddr>) -> io::Resu
 pub struct Response {
     /// Status code.
     pub status: u16,
-    /// Body.
-    pub body: Vec<u8>,
+    /// The whole body (de-chunked).
+    pub body: Bytes,
 }
 
 impl Response {
@@ -47,22 +54,27 @@ impl Response {
     }
 }
 
-/// One keep-alive connection.
-pub struct Conn {
-    stream: TcpStream,
-    buf: Vec<u8>,
-    reusable: bool,
+type Body = Full<Bytes>;
+
+fn hyper_io(e: hyper::Error) -> io::Error {
+    io::Error::other(e)
 }
 
-fn bad(msg: &str) -> io::Error {
-    io::Error::new(io::ErrorKind::InvalidData, msg.to_owned())
+/// One keep-alive connection. The connection half is polled here, together with each exchange,
+/// rather than in a task of its own: no task per connection, no wake-up between the two halves,
+/// and dropping a `Conn` (a timeout, say) closes its socket at once.
+pub struct Conn {
+    sender: SendRequest<Body>,
+    conn: Connection<TokioIo<TcpStream>, Body>,
+    reusable: bool,
 }
 
 impl Conn {
     /// Opens a connection.
     pub async fn open(target: &Target, source: Option<IpAddr>) -> io::Result<Self> {
         let stream = connect_tcp(target.socket_addr(), source).await?;
-        Ok(Self { stream, buf: Vec::with_capacity(2048), reusable: true })
+        let (sender, conn) = http1::handshake(TokioIo::new(stream)).await.map_err(hyper_io)?;
+        Ok(Self { sender, conn, reusable: true })
     }
 
     /// Sends a request and reads the whole response.
@@ -74,127 +86,64 @@ impl Conn {
         bearer: Option<&str>,
         body: Option<&str>,
     ) -> io::Result<Response> {
-        let mut req = String::with_capacity(256 + body.map_or(0, str::len) + bearer.map_or(0, str::len));
-        req.push_str(method);
-        req.push(' ');
-        req.push_str(path);
-        req.push_str(" HTTP/1.1\r\nHost: ");
-        req.push_str(host);
-        req.push_str("\r\nUser-Agent: loadgen\r\nAccept: application/json\r\n");
+        let method = Method::from_bytes(method.as_bytes()).map_err(io::Error::other)?;
+        let mut req = Request::builder()
+            .method(method)
+            .uri(path)
+            .header(HOST, host)
+            .header(USER_AGENT, "loadgen")
+            .header(ACCEPT, "application/json");
         if let Some(token) = bearer {
-            req.push_str("Authorization: Bearer ");
-            req.push_str(token);
-            req.push_str("\r\n");
+            req = req.header(AUTHORIZATION, format!("Bearer {token}"));
         }
-        match body {
+        let payload = match body {
             Some(b) => {
-                req.push_str("Content-Type: application/json\r\nContent-Length: ");
-                req.push_str(&b.len().to_string());
-                req.push_str("\r\n\r\n");
-                req.push_str(b);
+                req = req.header(CONTENT_TYPE, "application/json");
+                Bytes::copy_from_slice(b.as_bytes())
             }
-            None => req.push_str("Content-Length: 0\r\n\r\n"),
-        }
-        self.stream.write_all(req.as_bytes()).await?;
-        self.read_response(method == "HEAD").await
-    }
-
-    async fn fill(&mut self) -> io::Result<()> {
-        let mut chunk = [0u8; 8192];
-        let n = self.stream.read(&mut chunk).await?;
-        if n == 0 {
-            return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "connection closed"));
-        }
-        self.buf.extend_from_slice(&chunk[..n]);
-        Ok(())
-    }
-
-    async fn read_response(&mut self, head: bool) -> io::Result<Response> {
-        let (status, header_len, length, chunked) = loop {
-            let mut headers = [httparse::EMPTY_HEADER; 32];
-            let mut resp = httparse::Response::new(&mut headers);
-            match resp.parse(&self.buf) {
-                Ok(httparse::Status::Complete(n)) => {
-                    let status = resp.code.unwrap_or(0);
-                    let mut length = None;
-                    let mut chunked = false;
-                    for h in resp.headers.iter() {
-                        if h.name.eq_ignore_ascii_case("content-length") {
-                            length = std::str::from_utf8(h.value).ok().and_then(|v| v.trim().parse::<usize>().ok());
-                        } else if h.name.eq_ignore_ascii_case("transfer-encoding") {
-                            chunked = h.value.windows(7).any(|w| w.eq_ignore_ascii_case(b"chunked"));
-                        } else if h.name.eq_ignore_ascii_case("connection") && h.value.eq_ignore_ascii_case(b"close") {
-                            self.reusable = false;
-                        }
-                    }
-                    break (status, n, length, chunked);
-                }
-                Ok(httparse::Status::Partial) => {
-                    if self.buf.len() > 64 * 1024 {
-                        return Err(bad("response head too large"));
-                    }
-                    self.fill().await?
-                }
-                Err(_) => return Err(bad("malformed response")),
-            }
+            None => Bytes::new(),
         };
-        self.buf.drain(..header_len);
-        let no_body = head || status == 204 || status == 304 || (100..200).contains(&status);
-        let body = if no_body {
-            Vec::new()
-        } else if chunked {
-            self.read_chunked().await?
-        } else if let Some(len) = length {
-            while self.buf.len() < len {
-                self.fill().await?;
-            }
-            self.buf.drain(..len).collect()
-        } else {
-            // Until the connection closes.
+        let req = req.body(Full::new(payload)).map_err(io::Error::other)?;
+        let sender = &mut self.sender;
+        let exchange = async move {
+            sender.ready().await?;
+            let resp = sender.send_request(req).await?;
+            let status = resp.status().as_u16();
+            let close = resp.headers().get(CONNECTION).is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"close"));
+            let body = resp.into_body().collect().await?.to_bytes();
+            Ok::<_, hyper::Error>((status, close, body))
+        };
+        let (status, close, body) = drive(&mut self.conn, &mut self.reusable, exchange).await?;
+        if close {
             self.reusable = false;
-            loop {
-                match self.fill().await {
-                    Ok(()) => {}
-                    Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => break,
-                    Err(e) => return Err(e),
-                }
-            }
-            std::mem::take(&mut self.buf)
-        };
+        }
         Ok(Response { status, body })
     }
 
-    async fn read_chunked(&mut self) -> io::Result<Vec<u8>> {
-        let mut body = Vec::new();
-        loop {
-            let line_end = loop {
-                if let Some(p) = self.buf.windows(2).position(|w| w == b"\r\n") {
-                    break p;
-                }
-                self.fill().await?;
-            };
-            let line = std::str::from_utf8(&self.buf[..line_end]).map_err(|_| bad("chunk size"))?;
-            let size_hex = line.split(';').next().unwrap_or("").trim();
-            let size = usize::from_str_radix(size_hex, 16).map_err(|_| bad("chunk size"))?;
-            self.buf.drain(..line_end + 2);
-            if size == 0 {
-                // Trailers end with an empty line.
-                loop {
-                    if let Some(p) = self.buf.windows(2).position(|w| w == b"\r\n") {
-                        self.buf.drain(..p + 2);
-                        if p == 0 {
-                            return Ok(body);
-                        }
-                    } else {
-                        self.fill().await?;
-                    }
-                }
+    fn reusable(&self) -> bool {
+        self.reusable && !self.sender.is_closed()
+    }
+}
+
+/// Runs `exchange` while polling the connection that carries it. When the connection ends first
+/// (the server closed it), the exchange gets one more poll: a response read in full before the
+/// close completes it; anything else never will, since nothing reads the socket any more.
+async fn drive<T>(
+    conn: &mut Connection<TokioIo<TcpStream>, Body>,
+    reusable: &mut bool,
+    exchange: impl Future<Output = hyper::Result<T>>,
+) -> io::Result<T> {
+    tokio::pin!(exchange);
+    tokio::select! {
+        biased;
+        out = &mut exchange => out.map_err(hyper_io),
+        ended = &mut *conn => {
+            *reusable = false;
+            ended.map_err(hyper_io)?;
+            match exchange.now_or_never() {
+                Some(out) => out.map_err(hyper_io),
+                None => Err(io::Error::new(io::ErrorKind::ConnectionAborted, "connection closed before the response")),
             }
-            while self.buf.len() < size + 2 {
-                self.fill().await?;
-            }
-            body.extend(self.buf.drain(..size));
-            self.buf.drain(..2);
         }
     }
 }
@@ -204,13 +153,13 @@ pub struct Client {
     target: Target,
     source_addrs: u8,
     idle: RefCell<Vec<Conn>>,
-    opened: std::cell::Cell<usize>,
+    opened: Cell<usize>,
 }
 
 impl Client {
     /// A client for `target`, spreading its connections over `source_addrs` addresses.
     pub fn new(target: Target, source_addrs: u8, salt: usize) -> Self {
-        Self { target, source_addrs, idle: RefCell::new(Vec::new()), opened: std::cell::Cell::new(salt) }
+        Self { target, source_addrs, idle: RefCell::new(Vec::new()), opened: Cell::new(salt) }
     }
 
     async fn once(
@@ -248,7 +197,7 @@ impl Client {
             }
             other => other,
         };
-        if result.is_ok() && conn.reusable && conn.buf.is_empty() {
+        if result.is_ok() && conn.reusable() {
             self.idle.borrow_mut().push(conn);
         }
         result
@@ -365,54 +314,93 @@ pub async fn health(client: &Client) -> Result<Health, CallError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::rc::Rc;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
     use tokio::net::TcpListener;
 
     fn rt() -> tokio::runtime::Runtime {
         tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap_or_else(|e| panic!("{e}"))
     }
 
-    /// A one-connection server that answers each request with the next canned response.
-    async fn serve(responses: Vec<&'static str>) -> Target {
+    /// A server that answers each request on its `i`-th connection with the next of
+    /// `connections[i].0`'s canned responses, then closes that connection after `.1` ms (`None`:
+    /// when the client does); it counts the connections.
+    async fn serve(connections: Vec<(Vec<&'static str>, Option<u64>)>) -> (Target, Rc<Cell<usize>>) {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap_or_else(|e| panic!("{e}"));
         let addr = match listener.local_addr() {
             Ok(SocketAddr::V4(a)) => a,
             other => panic!("{other:?}"),
         };
-        tokio::spawn(async move {
-            let Ok((mut s, _)) = listener.accept().await else { return };
-            let mut buf = vec![0u8; 4096];
-            for r in responses {
-                let mut got = Vec::new();
-                while !got.windows(4).any(|w| w == b"\r\n\r\n") {
-                    let Ok(n) = s.read(&mut buf).await else { return };
-                    if n == 0 {
-                        return;
+        let accepted = Rc::new(Cell::new(0));
+        let count = accepted.clone();
+        tokio::task::spawn_local(async move {
+            for (responses, close_after) in connections {
+                let Ok((mut s, _)) = listener.accept().await else { return };
+                count.set(count.get() + 1);
+                let mut buf = vec![0u8; 4096];
+                for r in responses {
+                    let mut got = Vec::new();
+                    while !got.windows(4).any(|w| w == b"\r\n\r\n") {
+                        let Ok(n) = s.read(&mut buf).await else { return };
+                        if n == 0 {
+                            return;
+                        }
+                        got.extend_from_slice(&buf[..n]);
                     }
-                    got.extend_from_slice(&buf[..n]);
+                    let _ = s.write_all(r.as_bytes()).await;
                 }
-                let _ = s.write_all(r.as_bytes()).await;
+                match close_after {
+                    Some(ms) => tokio::time::sleep(Duration::from_millis(ms)).await,
+                    None => while s.read(&mut buf).await.is_ok_and(|n| n > 0) {},
+                }
             }
         });
-        Target { addr, host: addr.to_string() }
+        (Target { addr, host: addr.to_string() }, accepted)
     }
 
     #[test]
     fn reads_length_chunked_and_empty_bodies_on_one_connection() {
-        rt().block_on(async {
-            let target = serve(vec![
-                "HTTP/1.1 201 Created\r\ncontent-length: 16\r\n\r\n{\"session_id\":1}",
-                "HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n5\r\nhello\r\n6;x=y\r\n world\r\n0\r\n\r\n",
-                "HTTP/1.1 204 No Content\r\n\r\n",
-            ])
+        tokio::task::LocalSet::new().block_on(&rt(), async {
+            let (target, accepted) = serve(vec![(
+                vec![
+                    "HTTP/1.1 201 Created\r\ncontent-length: 16\r\n\r\n{\"session_id\":1}",
+                    "HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n5\r\nhello\r\n6;x=y\r\n world\r\n0\r\n\r\n",
+                    "HTTP/1.1 204 No Content\r\n\r\n",
+                ],
+                None,
+            )])
             .await;
             let client = Client::new(target, 0, 0);
             let r = client.request("POST", "/api/sessions", None, Some("{}")).await.unwrap_or_else(|e| panic!("{e}"));
             assert_eq!((r.status, r.json()["session_id"].as_u64()), (201, Some(1)));
             let r = client.request("GET", "/x", None, None).await.unwrap_or_else(|e| panic!("{e}"));
-            assert_eq!((r.status, r.body.as_slice()), (200, &b"hello world"[..]));
+            assert_eq!((r.status, &r.body[..]), (200, &b"hello world"[..]));
             let r = client.request("DELETE", "/y", Some("t"), None).await.unwrap_or_else(|e| panic!("{e}"));
             assert_eq!((r.status, r.body.len()), (204, 0));
-            assert_eq!(client.idle_count(), 1);
+            assert_eq!((client.idle_count(), accepted.get()), (1, 1));
+        });
+    }
+
+    #[test]
+    fn a_closed_connection_is_retried_once_and_connection_close_is_not_pooled() {
+        tokio::task::LocalSet::new().block_on(&rt(), async {
+            let (target, accepted) = serve(vec![
+                // Keep-alive, then the server goes away while the connection sits in the pool.
+                (vec!["HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok"], Some(10)),
+                (vec!["HTTP/1.1 200 OK\r\nconnection: close\r\ncontent-length: 5\r\n\r\nagain"], None),
+                (vec!["HTTP/1.1 503 Service Unavailable\r\ncontent-length: 0\r\n\r\n"], Some(0)),
+            ])
+            .await;
+            let client = Client::new(target, 0, 0);
+            let r = client.request("GET", "/a", None, None).await.unwrap_or_else(|e| panic!("{e}"));
+            assert_eq!((r.status, &r.body[..], client.idle_count()), (200, &b"ok"[..], 1));
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            let r = client.request("GET", "/b", None, None).await.unwrap_or_else(|e| panic!("{e}"));
+            assert_eq!((r.status, &r.body[..], client.idle_count()), (200, &b"again"[..], 0));
+            let r = client.request("GET", "/c", None, None).await.unwrap_or_else(|e| panic!("{e}"));
+            assert_eq!((r.status, accepted.get()), (503, 3));
+            // Nobody listens any more: an error, not a hang.
+            assert!(client.request("GET", "/d", None, None).await.is_err());
         });
     }
 
@@ -426,5 +414,20 @@ mod tests {
         assert_eq!(source_addr(&lo, 0, 5), None);
         let other = Target { addr: "10.0.0.1:4000".parse().unwrap_or_else(|e| panic!("{e}")), host: String::new() };
         assert_eq!(source_addr(&other, 8, 0), None);
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn connections_are_bound_to_the_source_address() {
+        rt().block_on(async {
+            let listener = TcpListener::bind("127.0.0.1:0").await.unwrap_or_else(|e| panic!("{e}"));
+            let addr = listener.local_addr().unwrap_or_else(|e| panic!("{e}"));
+            let source: Option<IpAddr> = "127.0.0.3".parse().ok();
+            let (client, accepted) = tokio::join!(connect_tcp(addr, source), listener.accept());
+            let client = client.unwrap_or_else(|e| panic!("{e}"));
+            let (_, peer) = accepted.unwrap_or_else(|e| panic!("{e}"));
+            assert_eq!(Some(peer.ip()), source);
+            assert_eq!(client.local_addr().map(|a| a.ip()).ok(), source);
+        });
     }
 }

@@ -21,15 +21,14 @@ use std::io::Write;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
-    let argv: Vec<String> = std::env::args().skip(1).collect();
-    let args = match args::parse(&argv) {
-        Ok(args::Command::Help) => {
-            print!("{}", args::usage());
-            return ExitCode::SUCCESS;
+    let args = match args::parse_from(std::env::args_os()) {
+        Ok(a) => a,
+        Err(e) if args::is_help(&e) => {
+            let _ = e.print();
+            return if e.use_stderr() { ExitCode::from(2) } else { ExitCode::SUCCESS };
         }
-        Ok(args::Command::Run(a)) => *a,
         Err(e) => {
-            eprintln!("error: {e}");
+            eprintln!("{}", args::one_line(&e));
             return ExitCode::from(2);
         }
     };

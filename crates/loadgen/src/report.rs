@@ -282,13 +282,11 @@ pub fn table(report: &Value) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::args::{parse, Command};
     use crate::hist::Hist;
 
     #[test]
     fn fanout_report_has_the_figures() {
-        let argv: Vec<String> = ["fanout", "--sessions", "2", "--participants", "3"].map(str::to_owned).to_vec();
-        let Ok(Command::Run(a)) = parse(&argv) else { panic!("args") };
+        let a = crate::args::parse_line("fanout --sessions 2 --participants 3").unwrap_or_else(|e| panic!("{e}"));
         let mut m = WorkerReport::default();
         for (k, v) in [
             ("connections_attempted", 6),

@@ -4,52 +4,45 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::collections::HashMap;
 use std::process::{Command, Output};
 use std::time::Duration;
 
-use location_sharing::config::Settings;
-use location_sharing::startup::Application;
 use serde_json::Value;
-use tempfile::TempDir;
 
-/// A server on its own actix system thread, on a free port, with its own SQLite file.
+/// A server on its own actix system thread (the test's own thread blocks on loadgen): the
+/// project's one test server, `location_sharing::testing`.
 struct Server {
     url: String,
-    _tmp: TempDir,
 }
 
 fn start_server() -> Server {
-    let tmp = tempfile::tempdir().expect("a temporary directory");
-    let db = format!("sqlite://{}", tmp.path().join("loadgen.sqlite3").display());
-    let vars = HashMap::from([
-        ("PORT".to_owned(), "0".to_owned()),
-        ("HOST".to_owned(), "127.0.0.1".to_owned()),
-        ("JWT_SECRET".to_owned(), "loadgen-tests-secret-0123456789abcdef".to_owned()),
-        ("DATABASE_URL".to_owned(), db),
-        ("DB_POOL_SIZE".to_owned(), "5".to_owned()),
-    ]);
-    let settings = Settings::from_map(&vars).expect("valid settings");
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         actix_rt::System::new().block_on(async move {
-            let app = Application::build(settings).await.expect("the application builds");
-            tx.send(app.port()).expect("the test waits for the port");
-            let _ = app.run_until_stopped().await;
+            let server = location_sharing::testing::spawn_app_with(|_| {}).await;
+            tx.send(server.address.clone()).expect("the test waits for the address");
+            // Never returns: the server (and its database file) lives as long as the test process.
+            std::future::pending::<()>().await;
         });
     });
-    let port = rx.recv_timeout(Duration::from_secs(60)).expect("the server starts");
-    Server { url: format!("http://127.0.0.1:{port}"), _tmp: tmp }
+    Server { url: rx.recv_timeout(Duration::from_secs(60)).expect("the server starts") }
 }
 
 /// Runs loadgen with `args` plus the server, a JSON file and this process as the server pid.
 fn loadgen(server: &Server, args: &[&str]) -> (Value, Output) {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_loadgen"));
+    cmd.args(["--url", &server.url]);
+    run_loadgen(cmd, args)
+}
+
+/// Runs `cmd` with `args` plus a JSON file, this process as the server pid, and small settings.
+fn run_loadgen(mut cmd: Command, args: &[&str]) -> (Value, Output) {
     let dir = tempfile::tempdir().expect("a temporary directory");
     let json = dir.path().join("report.json");
     let pid = std::process::id().to_string();
-    let out = Command::new(env!("CARGO_BIN_EXE_loadgen"))
+    let out = cmd
         .args(args)
-        .args(["--url", &server.url, "--json", json.to_str().expect("utf-8 path"), "--server-pid", &pid])
+        .args(["--json", json.to_str().expect("utf-8 path"), "--server-pid", &pid])
         .args(["--threads", "2", "--source-addrs", "2", "--quiet"])
         .output()
         .expect("loadgen runs");
@@ -219,13 +212,32 @@ fn rest_smoke() {
 }
 
 #[test]
+fn the_url_can_come_from_loadgen_url() {
+    let server = start_server();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_loadgen"));
+    cmd.env("LOADGEN_URL", &server.url);
+    let (report, _) = run_loadgen(cmd, &["rest", "--concurrency", "1", "--duration", "1"]);
+    assert_eq!(report["config"]["urls"][0], server.url.as_str(), "{report:#}");
+    assert!(report["requests"]["create"]["ok"].as_u64().unwrap() > 0, "{report:#}");
+}
+
+#[test]
 fn bad_arguments_exit_2_with_one_line() {
-    let out = Command::new(env!("CARGO_BIN_EXE_loadgen")).args(["fanout", "--rate", "fast"]).output().unwrap();
+    let bin = env!("CARGO_BIN_EXE_loadgen");
+    let out = Command::new(bin).args(["fanout", "--rate", "fast"]).output().unwrap();
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(err.trim().lines().count(), 1, "{err}");
     assert!(err.contains("--rate"), "{err}");
-    let help = Command::new(env!("CARGO_BIN_EXE_loadgen")).arg("--help").output().unwrap();
+    // The variable goes through the same checks as the flag.
+    let out = Command::new(bin).arg("rest").env("LOADGEN_URL", "https://127.0.0.1:1").output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.trim().lines().count() == 1 && err.contains("--url"), "{err}");
+    let help = Command::new(bin).arg("--help").output().unwrap();
     assert!(help.status.success());
     assert!(String::from_utf8_lossy(&help.stdout).contains("--server-pid"));
+    let help = Command::new(bin).args(["help", "fanout"]).output().unwrap();
+    assert!(help.status.success());
+    assert!(String::from_utf8_lossy(&help.stdout).contains("[default: 50]"));
 }
