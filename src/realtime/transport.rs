@@ -139,6 +139,7 @@ async fn serve(io: TcpStream, early: Bytes, mut res: HttpResponse<BoxBody>) -> i
             let body = body::to_bytes_limited(body, MAX_REFUSAL_BODY)
                 .await
                 .map_err(|_| io::Error::other("refusal body too large"))?
+                // actix's body errors are not `Send`: an io::Error can carry only their text.
                 .map_err(|e| io::Error::other(e.to_string()))?;
             let extra = format!("content-length: {}\r\nconnection: close\r\n", body.len());
             write_all(&io, Bytes::from(encode_head(&res, &extra)), REFUSAL_WRITE).await?;

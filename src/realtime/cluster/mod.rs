@@ -13,22 +13,22 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
+mod events;
+
 use actix::Recipient;
 use bytes::Bytes;
-use chrono::{DateTime, Utc};
 use deadpool_redis::redis;
 use futures_util::StreamExt;
-use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot};
 
 use super::messages::RemoteEvent;
-use super::session::PresenceMeta;
 use crate::config::RedisUrl;
-use crate::domain::{AvatarColor, DisplayName, EndReason, LeaveReason, LocationView, ParticipantId, SessionId};
+use crate::domain::SessionId;
 use crate::metrics::Metrics;
-use crate::sessions::SessionEvent;
 use crate::store::redis::{RedisError, DEADLINE};
 use crate::telemetry::Chain;
+pub use events::ClusterEvent;
+use events::Refused;
 
 /// Messages waiting to be published before new ones are dropped.
 const PUBLISH_QUEUE: usize = 65_536;
@@ -36,91 +36,6 @@ const PUBLISH_QUEUE: usize = 65_536;
 const PUBLISH_BATCH: usize = 256;
 /// How long a session actor waits for its subscription to be confirmed.
 const SUBSCRIBE_DEADLINE: Duration = Duration::from_secs(1);
-
-/// What replicas tell each other about a session: one JSON object per message, its kind in `t`.
-///
-/// A replica of a newer version may send kinds this one does not know; they are counted
-/// (`pubsub_refused_total{reason="unknown_event"}`), logged once per kind, and ignored — never
-/// read as something else. Fields this version does not know are ignored.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "t", rename_all = "snake_case")]
-pub enum ClusterEvent {
-    /// A participant's location: fan it out to local sockets.
-    Location {
-        /// The location as broadcast.
-        view: LocationView,
-    },
-    /// A participant joined through REST.
-    Joined {
-        /// The new participant.
-        user_id: ParticipantId,
-        /// Its name, checked again on the way in.
-        display_name: DisplayName,
-        /// Its colour, checked again on the way in.
-        avatar_color: AvatarColor,
-        /// When it joined (RFC 3339).
-        joined_at: DateTime<Utc>,
-    },
-    /// A participant left or was removed.
-    Left {
-        /// The participant gone from the session.
-        user_id: ParticipantId,
-        /// `left`, `removed` or `inactive`.
-        reason: LeaveReason,
-    },
-    /// The session ended.
-    Ended {
-        /// `expired`, `inactive` or `ended_by_creator`.
-        reason: EndReason,
-    },
-    /// The full set of participants online on the sending replica, with their Presence metas.
-    Presence {
-        /// User id → meta.
-        online: HashMap<ParticipantId, PresenceMeta>,
-    },
-}
-
-impl From<&SessionEvent> for ClusterEvent {
-    fn from(event: &SessionEvent) -> Self {
-        match event {
-            SessionEvent::ParticipantJoined { participant: p } => Self::Joined {
-                user_id: p.id,
-                display_name: p.display_name.clone(),
-                avatar_color: p.avatar_color.clone(),
-                joined_at: p.joined_at,
-            },
-            SessionEvent::ParticipantLeft { user, reason, .. } => Self::Left { user_id: *user, reason: *reason },
-            SessionEvent::SessionEnded { reason, .. } => Self::Ended { reason: *reason },
-        }
-    }
-}
-
-/// Why a message from another replica was not delivered.
-#[derive(Debug)]
-enum Refused {
-    /// A kind of event this version does not know (a newer replica's).
-    Unknown(String),
-    /// Not an event at all.
-    Unreadable(serde_json::Error),
-}
-
-impl ClusterEvent {
-    /// Reads one event, telling an unknown kind apart from a broken message.
-    fn decode(body: &[u8]) -> Result<Self, Refused> {
-        /// Only the kind, to name what could not be read.
-        #[derive(Deserialize)]
-        struct Kind {
-            t: String,
-        }
-        serde_json::from_slice(body).map_err(|e| match serde_json::from_slice::<Kind>(body) {
-            Ok(Kind { t }) if !Self::KINDS.contains(&t.as_str()) => Refused::Unknown(t),
-            _ => Refused::Unreadable(e),
-        })
-    }
-
-    /// Every kind this version reads (`t`).
-    const KINDS: [&'static str; 5] = ["location", "joined", "left", "ended", "presence"];
-}
 
 /// The bus handle, cheap to clone.
 #[derive(Clone, Default)]
@@ -443,6 +358,7 @@ fn release(wanted: &mut HashMap<String, usize>, channel: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::EndReason;
 
     #[test]
     fn channel_names_round_trip() {
@@ -459,45 +375,6 @@ mod tests {
         let (origin, body) = split_origin(&payload).unwrap_or_default();
         assert_eq!((origin, serde_json::from_slice(body).ok()), ("replica-1", Some(event)));
         assert_eq!(split_origin(b"no newline"), None);
-    }
-
-    #[test]
-    fn events_keep_their_wire_form() {
-        let user = ParticipantId::new();
-        let left = ClusterEvent::Left { user_id: user, reason: LeaveReason::Removed };
-        let json = serde_json::to_value(&left).unwrap_or_default();
-        assert_eq!(json, serde_json::json!({"t": "left", "user_id": user.to_string(), "reason": "removed"}));
-        let joined = serde_json::json!({"t": "joined", "user_id": user.to_string(), "display_name": " Ana ",
-            "avatar_color": "#1e90ff", "joined_at": "2026-12-01T10:00:00Z", "from_a_newer_version": 1});
-        match ClusterEvent::decode(joined.to_string().as_bytes()) {
-            Ok(ClusterEvent::Joined { display_name, avatar_color, .. }) => {
-                assert_eq!((display_name.as_str(), avatar_color.as_str()), ("Ana", "#1E90FF"));
-            }
-            other => panic!("{other:?}"),
-        }
-        for kind in ClusterEvent::KINDS {
-            let known = serde_json::json!({ "t": kind }).to_string();
-            assert!(!matches!(ClusterEvent::decode(known.as_bytes()), Err(Refused::Unknown(_))), "{kind}");
-        }
-    }
-
-    #[test]
-    fn unknown_and_broken_events_are_refused_not_misread() {
-        let unknown = br#"{"t":"teleported","user_id":"x"}"#;
-        assert!(matches!(ClusterEvent::decode(unknown), Err(Refused::Unknown(k)) if k == "teleported"));
-        for broken in [
-            &br#"{"t":"left","user_id":"not-an-id","reason":"left"}"#[..],
-            br#"{"t":"left","user_id":"0b0e5b3a-1d6e-4a55-9a57-2f5a3c7e9d10","reason":"kicked"}"#,
-            br#"{"t":"ended","reason":"whatever"}"#,
-            b"not json",
-            br#"{"no":"kind"}"#,
-        ] {
-            assert!(
-                matches!(ClusterEvent::decode(broken), Err(Refused::Unreadable(_))),
-                "{}",
-                String::from_utf8_lossy(broken)
-            );
-        }
     }
 
     #[test]
