@@ -1,9 +1,9 @@
 //! The cluster bus: broadcasts between replicas over Redis pub/sub.
 //!
-//! It carries typed [`ClusterEvent`]s for a session id and hands what arrives to a
-//! `Recipient<RemoteEvent>` (the registry), so it knows nothing of the actors. Each replica subscribes only to the channels of the
-//! sessions it holds actors for (reference-counted, so an actor restart never unsubscribes its
-//! successor), publishes every broadcast once through one ordered publisher, and drops its own
+//! It carries typed [`ClusterEvent`]s (`events.rs`) for a session id and hands what arrives to a
+//! `Recipient<RemoteEvent>` (the registry), so it knows nothing of the actors. Each replica
+//! subscribes only to the channels of the sessions it holds actors for (reference-counted, so an
+//! actor restart never unsubscribes its successor), publishes every broadcast once through one ordered publisher, and drops its own
 //! messages on the way back in (every payload starts with its origin's replica id). After a Redis
 //! restart the subscriber reconnects and resubscribes by itself; `pubsub_connected` and
 //! `pubsub_reconnects_total` show its health. On a single node (no `REDIS_URL`) the bus is off and
