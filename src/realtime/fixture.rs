@@ -19,7 +19,7 @@ use super::session::{SessionActor, SessionDeps};
 use super::SessionRegistry;
 use crate::config::{DatabaseUrl, Limits};
 use crate::db::{self, Db};
-use crate::domain::{AvatarColor, DisplayName, Participant, ParticipantId, Session, SessionId};
+use crate::domain::{AvatarColor, DisplayName, LocationView, Participant, ParticipantId, Session, SessionId};
 use crate::metrics::Metrics;
 use crate::store::memory::MemoryStore;
 use crate::store::Store;
@@ -29,6 +29,8 @@ pub struct Fixture {
     pub db: Db,
     pub store: Store,
     pub metrics: Arc<Metrics>,
+    /// What the registry's session actors were given.
+    pub deps: Arc<SessionDeps>,
     pub registry: Addr<SessionRegistry>,
     _dir: TempDir,
 }
@@ -55,8 +57,8 @@ impl Fixture {
             metrics: metrics.clone(),
             bus: ClusterBus::disabled(),
         });
-        let registry = SessionRegistry::new(deps, 1).start();
-        Self { db, store, metrics, registry, _dir: dir }
+        let registry = SessionRegistry::new(deps.clone(), 1).start();
+        Self { db, store, metrics, deps, registry, _dir: dir }
     }
 
     /// A live session, stored.
@@ -111,6 +113,19 @@ impl Fixture {
         };
         let join = JoinSession { session, socket: socket.clone(), reply, arbiter: Arbiter::current() };
         self.registry.send(join).await.expect("the registry answers")
+    }
+}
+
+/// A position of `user` as broadcast and stored.
+pub fn location_view(user: ParticipantId, lat: f64) -> LocationView {
+    LocationView {
+        user_id: user.to_string(),
+        lat,
+        lng: 2.0,
+        accuracy: None,
+        heading: None,
+        speed: None,
+        timestamp: "2026-12-01T10:00:00Z".into(),
     }
 }
 

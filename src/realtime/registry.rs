@@ -254,10 +254,10 @@ impl Handler<Seen> for SessionRegistry {
 mod tests {
     use std::time::Duration;
 
-    use super::super::fixture::{drain, receive, socket, Fixture, Got};
+    use super::super::fixture::{drain, location_view, receive, socket, Fixture, Got};
     use super::super::protocol::Vsn;
     use super::*;
-    use crate::domain::{EndReason, LocationView};
+    use crate::domain::EndReason;
 
     #[actix_web::test]
     async fn a_crashed_session_is_restarted_and_its_sockets_told_to_rejoin() {
@@ -288,14 +288,7 @@ mod tests {
     #[actix_web::test]
     async fn restarts_are_limited_like_an_otp_supervisor() {
         let f = Fixture::new().await;
-        let deps = Arc::new(SessionDeps {
-            db: f.db.clone(),
-            store: f.store.clone(),
-            limits: Default::default(),
-            metrics: f.metrics.clone(),
-            bus: super::super::cluster::ClusterBus::disabled(),
-        });
-        let mut registry = SessionRegistry::new(deps, 1);
+        let mut registry = SessionRegistry::new(f.deps.clone(), 1);
         let sid = SessionId::new();
         let allowed: Vec<bool> = (0..=MAX_RESTARTS).map(|_| registry.restart_allowed(sid)).collect();
         assert_eq!(allowed, vec![true, true, true, false], "{MAX_RESTARTS} restarts in {RESTART_WINDOW:?}");
@@ -307,16 +300,7 @@ mod tests {
         let f = Fixture::new().await;
         let sid = f.session().await;
         let ana = f.participant(sid, "Ana").await;
-        let view = LocationView {
-            user_id: ana.id.to_string(),
-            lat: 1.0,
-            lng: 2.0,
-            accuracy: None,
-            heading: None,
-            speed: None,
-            timestamp: "2026-12-01T10:00:00Z".into(),
-        };
-        f.store.put_locations(sid, vec![(ana.id, view)]).await.unwrap_or_else(|e| panic!("{e}"));
+        f.store.put_locations(sid, vec![(ana.id, location_view(ana.id, 1.0))]).await.unwrap_or_else(|e| panic!("{e}"));
         f.registry.do_send(SessionEvent::SessionEnded { session: sid, reason: EndReason::Inactive });
         let mut left = 1;
         for _ in 0..100 {

@@ -119,6 +119,35 @@ mod tests {
     }
 
     #[test]
+    fn every_kind_sent_is_a_kind_read() {
+        let user = ParticipantId::new();
+        let p = crate::domain::DisplayName::from_trusted("Ana".into());
+        let c = crate::domain::AvatarColor::from_trusted("#1E90FF".into());
+        let view = LocationView {
+            user_id: user.to_string(),
+            lat: 0.0,
+            lng: 0.0,
+            accuracy: None,
+            heading: None,
+            speed: None,
+            timestamp: "2026-12-01T10:00:00Z".into(),
+        };
+        let every = [
+            ClusterEvent::Location { view },
+            ClusterEvent::Joined { user_id: user, display_name: p, avatar_color: c, joined_at: Utc::now() },
+            ClusterEvent::Left { user_id: user, reason: LeaveReason::Left },
+            ClusterEvent::Ended { reason: EndReason::Expired },
+            ClusterEvent::Presence { online: HashMap::new() },
+        ];
+        for event in every {
+            let json = serde_json::to_value(&event).unwrap_or_default();
+            let kind = json["t"].as_str().unwrap_or_default().to_owned();
+            assert!(ClusterEvent::KINDS.contains(&kind.as_str()), "{kind} is missing from KINDS");
+            assert_eq!(ClusterEvent::decode(json.to_string().as_bytes()).ok(), Some(event), "{kind} round-trips");
+        }
+    }
+
+    #[test]
     fn unknown_and_broken_events_are_refused_not_misread() {
         let unknown = br#"{"t":"teleported","user_id":"x"}"#;
         assert!(matches!(ClusterEvent::decode(unknown), Err(Refused::Unknown(k)) if k == "teleported"));

@@ -244,19 +244,8 @@ impl SessionActor {
 
 #[cfg(test)]
 mod tests {
+    use super::super::super::fixture::location_view as view;
     use super::*;
-
-    fn view(user: ParticipantId, lat: f64) -> LocationView {
-        LocationView {
-            user_id: user.to_string(),
-            lat,
-            lng: 0.0,
-            accuracy: None,
-            heading: None,
-            speed: None,
-            timestamp: "2026-12-01T10:00:00Z".into(),
-        }
-    }
 
     #[test]
     fn a_batch_carries_each_participants_latest_position() {

@@ -120,20 +120,15 @@ impl Sockets {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
-
+    use super::super::super::fixture::{drain, socket as handle, Got};
     use super::*;
-    use crate::realtime::outbox::Outbox;
 
-    fn handle(id: SocketId, participant: ParticipantId, vsn: Vsn) -> SocketHandle {
-        let dropped = prometheus::IntCounter::new("dropped", "dropped").unwrap_or_else(|e| panic!("{e}"));
-        SocketHandle { id, participant, vsn, outbox: Arc::new(Outbox::new(16, dropped)) }
-    }
-
-    fn frames_in(h: &SocketHandle) -> Vec<String> {
-        std::iter::from_fn(|| h.outbox.pop())
-            .filter_map(|o| match o {
-                Outgoing::Frame { text, .. } => Some(text.to_string()),
+    /// The text frames queued for `h`, as JSON.
+    fn frames_in(h: &SocketHandle) -> Vec<Value> {
+        drain(h)
+            .into_iter()
+            .filter_map(|g| match g {
+                Got::Frame(v) => Some(v),
                 _ => None,
             })
             .collect()
@@ -176,7 +171,7 @@ mod tests {
         assert!(frames[Vsn::Plain.index()].is_none(), "no plain socket, no plain encoding");
         assert_eq!(s.broadcast("location:x", "ev", &serde_json::json!({"n": 1}), Some(1), true), 2);
         assert!(frames_in(&a).is_empty(), "the sender is left out");
-        assert_eq!(frames_in(&b), vec![r#"[null,null,"location:x","ev",{"n":1}]"#.to_owned()]);
+        assert_eq!(frames_in(&b), vec![serde_json::json!([null, null, "location:x", "ev", {"n": 1}])]);
         assert_eq!(frames_in(&c).len(), 1);
     }
 }
