@@ -1,11 +1,13 @@
 //! location-sharing: real-time, anonymous, temporary location sharing over Phoenix Channels.
 
+pub mod abuse;
 pub mod auth;
 pub mod config;
 pub mod db;
 pub mod domain;
 pub mod http;
 pub mod metrics;
+pub mod net;
 pub mod ops;
 pub mod realtime;
 pub mod sessions;

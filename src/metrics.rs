@@ -42,6 +42,10 @@ pub struct Metrics {
     /// Messages from other replicas not delivered, by reason: `unknown_event` (a newer
     /// replica's kind) or `unreadable`.
     pub pubsub_refused: IntCounterVec,
+    /// Requests and sockets refused by an abuse limit (SPEC §11), by limit; never by address.
+    pub limit_refusals: IntCounterVec,
+    /// Client addresses the abuse limits hold state for now (bounded: idle ones are forgotten).
+    pub limiter_addresses: IntGauge,
     /// HTTP requests by route template, method and status.
     pub http_requests: IntCounterVec,
     /// HTTP request latency by route template.
@@ -60,6 +64,12 @@ fn gauge(registry: &Registry, name: &str, help: &str) -> IntGauge {
     let g = IntGauge::new(name, help).unwrap_or_else(|e| unreachable_metric(name, e));
     let _ = registry.register(Box::new(g.clone()));
     g
+}
+
+fn counter_vec(registry: &Registry, name: &str, help: &str, label: &str) -> IntCounterVec {
+    let c = IntCounterVec::new(Opts::new(name, help), &[label]).unwrap_or_else(|e| unreachable_metric(name, e));
+    let _ = registry.register(Box::new(c.clone()));
+    c
 }
 
 /// Metric definitions are constants; an invalid one is a programming error caught by the tests.
@@ -95,12 +105,12 @@ impl Metrics {
         )
         .unwrap_or_else(|e| unreachable_metric("http_request_duration_seconds", e));
         let _ = registry.register(Box::new(http_duration.clone()));
-        let pubsub_refused = IntCounterVec::new(
-            Opts::new("pubsub_refused_total", "Messages from other replicas not delivered, by reason"),
-            &["reason"],
-        )
-        .unwrap_or_else(|e| unreachable_metric("pubsub_refused_total", e));
-        let _ = registry.register(Box::new(pubsub_refused.clone()));
+        let pubsub_refused = counter_vec(
+            &registry,
+            "pubsub_refused_total",
+            "Messages from other replicas not delivered, by reason",
+            "reason",
+        );
         // Shown as 0 from the start, so an alert can watch them.
         for reason in ["unknown_event", "unreadable"] {
             pubsub_refused.with_label_values(&[reason]);
@@ -133,6 +143,13 @@ impl Metrics {
             pubsub_dropped: counter(r, "pubsub_dropped_total", "Cluster messages dropped (bus down or queue full)"),
             pubsub_received: counter(r, "pubsub_received_total", "Messages received from other replicas"),
             pubsub_refused,
+            limit_refusals: counter_vec(
+                r,
+                "limit_refusals_total",
+                "Requests and sockets refused by an abuse limit",
+                "limit",
+            ),
+            limiter_addresses: gauge(r, "limiter_addresses", "Client addresses the abuse limits hold state for"),
             http_requests,
             http_duration,
             db_pool_wait,

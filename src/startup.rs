@@ -2,23 +2,28 @@
 //! registry, and the HTTP server last.
 
 use std::net::TcpListener;
+
 use std::sync::Arc;
 use std::time::Duration;
 
 use actix::{Actor, Addr};
-use actix_http::HttpService;
-use actix_service::map_config;
+use actix_http::error::DispatchError;
+use actix_http::{HttpService, Protocol};
+use actix_service::{fn_service, map_config, ServiceFactoryExt};
 use actix_web::dev::AppConfig;
 use actix_web::dev::Server;
 use actix_web::middleware::{from_fn, ErrorHandlers, NormalizePath, TrailingSlash};
 use actix_web::{web, App};
+use tokio::net::TcpStream;
 
+use crate::abuse::AbuseLimits;
 use crate::auth::Tokens;
 use crate::config::Settings;
 use crate::db::{Db, DbError};
 use crate::http::error::ApiError;
 use crate::http::{self, middleware, AppState};
 use crate::metrics::Metrics;
+use crate::net::HeadDeadline;
 use crate::ops::cleanup::CleanupWorker;
 use crate::ops::drain::{self, Drain};
 use crate::ops::memory::MemoryTrimmer;
@@ -113,6 +118,8 @@ impl Application {
         let max_connections = settings.max_connections;
         let drain = Arc::new(Drain::new(grace));
         let sockets = metrics.sockets.clone();
+        let abuse = Arc::new(AbuseLimits::new(&settings.limits, metrics.clone()));
+        abuse.start_forgetting();
         let state = web::Data::new(AppState {
             sessions,
             metrics,
@@ -121,6 +128,7 @@ impl Application {
             redis,
             registry: registry.clone(),
             drain: drain.clone(),
+            abuse,
         });
         let make_app = move || {
             App::new()
@@ -143,18 +151,23 @@ impl Application {
             server = server.max_concurrent_connections(max.div_ceil(threads).max(1));
         }
         let server = server
-            // Our own signal handling drains first; what is left of the grace goes to in-flight requests.
+            // Our own signal handling drains (`drain::on_signal`): it waits for sockets and for
+            // requests in flight itself, then stops the server at once.
             .disable_signals()
-            .shutdown_timeout(grace.saturating_sub(drain.spread() + Duration::from_secs(3)).as_secs().max(1))
             .listen("location-sharing", listener, move || {
                 let config = |_| AppConfig::default();
-                HttpService::build()
-                    // Frames are small and latency matters: no Nagle delay on replies and pushes.
-                    .tcp_nodelay(true)
+                let http = HttpService::build()
                     .client_disconnect_timeout(Duration::from_secs(1))
                     .upgrade(Takeover::new(map_config(make_app(), config)))
-                    .finish(map_config(make_app(), config))
-                    .tcp()
+                    .finish(map_config(make_app(), config));
+                // `HttpService::tcp()`, with every connection's reads watched for slow heads.
+                fn_service(|io: TcpStream| {
+                    let peer = io.peer_addr().ok();
+                    // Frames are small and latency matters: no Nagle delay on replies and pushes.
+                    let _ = io.set_nodelay(true);
+                    std::future::ready(Ok::<_, DispatchError>((HeadDeadline::new(io), Protocol::Http1, peer)))
+                })
+                .and_then(http)
             })
             .map_err(|source| StartupError::Bind { address: format!("port {port}"), source })?
             .run();

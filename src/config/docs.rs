@@ -64,6 +64,28 @@ pub const SETTINGS: &[SettingDoc] = &[
     SettingDoc { name: "MAX_FRAME_BYTES", default: "16384", help: "largest text frame accepted" },
     SettingDoc { name: "SHUTDOWN_GRACE_SECONDS", default: "25", help: "drain time on SIGTERM" },
     SettingDoc {
+        name: "TRUSTED_PROXIES",
+        default: "(none)",
+        help: "addresses or CIDR blocks whose X-Forwarded-For names the client (your ingress)",
+    },
+    SettingDoc {
+        name: "CREATE_SESSIONS_PER_MINUTE",
+        default: "60",
+        help: "session creations per client address; 0: off",
+    },
+    SettingDoc { name: "JOINS_PER_MINUTE", default: "300", help: "joins per client address; 0: off" },
+    SettingDoc {
+        name: "SOCKET_CONNECTS_PER_MINUTE",
+        default: "600",
+        help: "WebSocket handshakes per client address; 0: off",
+    },
+    SettingDoc { name: "MAX_SOCKETS_PER_ADDRESS", default: "1000", help: "open sockets per client address; 0: off" },
+    SettingDoc {
+        name: "MAX_SOCKETS_PER_PARTICIPANT",
+        default: "5",
+        help: "open sockets per participant; the oldest closes (1008) past it; 0: off",
+    },
+    SettingDoc {
         name: "TILE_URL",
         default: "OpenStreetMap's standard tiles",
         help: "web client map tiles: an http(s) URL with {z}, {x} and {y}; none or empty: no tiles",

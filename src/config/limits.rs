@@ -27,6 +27,16 @@ pub struct Limits {
     pub max_frame_bytes: usize,
     /// `SHUTDOWN_GRACE_SECONDS`.
     pub shutdown_grace: Duration,
+    /// `CREATE_SESSIONS_PER_MINUTE` per client address; 0: no limit.
+    pub create_sessions_per_minute: u32,
+    /// `JOINS_PER_MINUTE` per client address; 0: no limit.
+    pub joins_per_minute: u32,
+    /// `SOCKET_CONNECTS_PER_MINUTE` (WebSocket handshakes) per client address; 0: no limit.
+    pub socket_connects_per_minute: u32,
+    /// `MAX_SOCKETS_PER_ADDRESS` open at once; 0: no limit.
+    pub max_sockets_per_address: u32,
+    /// `MAX_SOCKETS_PER_PARTICIPANT` open at once; 0: no limit.
+    pub max_sockets_per_participant: u32,
 }
 
 impl Default for Limits {
@@ -43,6 +53,11 @@ impl Default for Limits {
             max_socket_queue: 1000,
             max_frame_bytes: 16_384,
             shutdown_grace: Duration::from_secs(25),
+            create_sessions_per_minute: 60,
+            joins_per_minute: 300,
+            socket_connects_per_minute: 600,
+            max_sockets_per_address: 1000,
+            max_sockets_per_participant: 5,
         }
     }
 }

@@ -2,6 +2,7 @@
 
 mod docs;
 mod limits;
+mod proxies;
 mod values;
 
 use std::collections::HashMap;
@@ -10,6 +11,7 @@ use std::time::Duration;
 
 pub use docs::{SettingDoc, SETTINGS};
 pub use limits::Limits;
+pub use proxies::TrustedProxies;
 pub use values::{
     redact_password, AdminToken, AllowedOrigins, DatabaseUrl, LogFormat, RedisUrl, Secret, TileUrl, DEFAULT_TILE_URL,
 };
@@ -47,6 +49,8 @@ pub struct Settings {
     pub tile_url: Option<TileUrl>,
     /// Opens `/dev/dashboard` in production to requests that present it.
     pub admin_token: Option<AdminToken>,
+    /// Peers whose `X-Forwarded-For` names the client (SPEC §11); empty: none.
+    pub trusted_proxies: TrustedProxies,
 }
 
 /// A setting that cannot be used; the message names the variable.
@@ -132,6 +136,13 @@ impl Settings {
                 Some(v) => positive::<u64>(name, v),
             }
         };
+        // The abuse limits of SPEC §11, where 0 turns a limit off.
+        let limit = |name: &'static str, default: u32| -> Result<u32, ConfigError> {
+            match get(name) {
+                None => Ok(default),
+                Some(v) => parse_num::<u32>(name, v),
+            }
+        };
         let limits = Limits {
             max_participants: to_u32("MAX_PARTICIPANTS", count("MAX_PARTICIPANTS", u64::from(d.max_participants))?)?,
             session_inactivity: secs("SESSION_INACTIVITY_SECONDS", d.session_inactivity)?,
@@ -147,7 +158,14 @@ impl Settings {
             max_socket_queue: to_usize("MAX_SOCKET_QUEUE", count("MAX_SOCKET_QUEUE", d.max_socket_queue as u64)?)?,
             max_frame_bytes: to_usize("MAX_FRAME_BYTES", count("MAX_FRAME_BYTES", d.max_frame_bytes as u64)?)?,
             shutdown_grace: secs("SHUTDOWN_GRACE_SECONDS", d.shutdown_grace)?,
+            create_sessions_per_minute: limit("CREATE_SESSIONS_PER_MINUTE", d.create_sessions_per_minute)?,
+            joins_per_minute: limit("JOINS_PER_MINUTE", d.joins_per_minute)?,
+            socket_connects_per_minute: limit("SOCKET_CONNECTS_PER_MINUTE", d.socket_connects_per_minute)?,
+            max_sockets_per_address: limit("MAX_SOCKETS_PER_ADDRESS", d.max_sockets_per_address)?,
+            max_sockets_per_participant: limit("MAX_SOCKETS_PER_PARTICIPANT", d.max_sockets_per_participant)?,
         };
+        let trusted_proxies = TrustedProxies::parse(get("TRUSTED_PROXIES").unwrap_or(""))
+            .map_err(|reason| ConfigError { variable: "TRUSTED_PROXIES", reason })?;
         let db_pool_size = to_u32("DB_POOL_SIZE", count("DB_POOL_SIZE", 10)?)?;
         let max_connections = get("MAX_CONNECTIONS")
             .map(|v| positive::<u64>("MAX_CONNECTIONS", v).and_then(|n| to_usize("MAX_CONNECTIONS", n)))
@@ -177,6 +195,7 @@ impl Settings {
             max_connections,
             tile_url,
             admin_token,
+            trusted_proxies,
         })
     }
 
@@ -264,6 +283,9 @@ mod tests {
             (vec![("REDIS_URL", "http://x")], "REDIS_URL"),
             (vec![("REDIS_URL", "redis://127.0.0.1")], "JWT_SECRET"),
             (vec![("DATABASE_URL", "postgres://h/db")], "JWT_SECRET"),
+            (vec![("JOINS_PER_MINUTE", "-1")], "JOINS_PER_MINUTE"),
+            (vec![("MAX_SOCKETS_PER_PARTICIPANT", "many")], "MAX_SOCKETS_PER_PARTICIPANT"),
+            (vec![("TRUSTED_PROXIES", "10.0.0.0/33")], "TRUSTED_PROXIES"),
         ] {
             let err = settings(&pairs).err().map(|e| e.variable);
             assert_eq!(err, Some(variable), "{pairs:?}");

@@ -3,6 +3,7 @@
 
 use std::future::Future;
 use std::pin::Pin;
+use std::time::Duration;
 
 use actix_web::dev::Payload;
 use actix_web::http::header;
@@ -14,6 +15,10 @@ use super::error::ApiError;
 
 /// Largest request body accepted (SPEC §2).
 pub const MAX_BODY_BYTES: usize = 16_384;
+
+/// The longest a body may take to arrive once its head has: 16 KiB needs no more, and a client
+/// trickling it in would hold its connection (and a task) for as long as it liked.
+pub const BODY_DEADLINE: Duration = Duration::from_secs(10);
 
 /// A request body parsed as JSON into `T`; an empty body counts as `{}`.
 #[derive(Debug)]
@@ -36,13 +41,17 @@ impl<T: DeserializeOwned + 'static> FromRequest for JsonBody<T> {
                 return Err(ApiError::PayloadTooLarge(MAX_BODY_BYTES));
             }
             let mut body = Vec::with_capacity(declared_len.unwrap_or(0).min(MAX_BODY_BYTES));
-            while let Some(chunk) = payload.next().await {
-                let chunk = chunk.map_err(|e| ApiError::BadRequest(format!("cannot read request body: {e}")))?;
-                if body.len() + chunk.len() > MAX_BODY_BYTES {
-                    return Err(ApiError::PayloadTooLarge(MAX_BODY_BYTES));
+            let read = async {
+                while let Some(chunk) = payload.next().await {
+                    let chunk = chunk.map_err(|e| ApiError::BadRequest(format!("cannot read request body: {e}")))?;
+                    if body.len() + chunk.len() > MAX_BODY_BYTES {
+                        return Err(ApiError::PayloadTooLarge(MAX_BODY_BYTES));
+                    }
+                    body.extend_from_slice(&chunk);
                 }
-                body.extend_from_slice(&chunk);
-            }
+                Ok(())
+            };
+            tokio::time::timeout(BODY_DEADLINE, read).await.map_err(|_| ApiError::RequestTimeout)??;
             let blank = body.iter().all(u8::is_ascii_whitespace);
             if !blank && is_json != Some(true) {
                 return Err(ApiError::UnsupportedMediaType);

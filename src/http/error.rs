@@ -6,6 +6,7 @@ use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, ResponseError};
 use serde_json::json;
 
+use crate::abuse::Refused;
 use crate::auth::AuthError;
 use crate::db::DbError;
 use crate::sessions::SessionsError;
@@ -29,6 +30,9 @@ pub enum ApiError {
     /// 404: unknown (or malformed) session, participant or route.
     #[error("{0}")]
     NotFound(&'static str),
+    /// 408: the body did not arrive in time; the connection closes.
+    #[error("request body took too long")]
+    RequestTimeout,
     /// 409: the session has its maximum of participants.
     #[error("session is full")]
     SessionFull,
@@ -44,6 +48,9 @@ pub enum ApiError {
     /// 422: fields that fail validation.
     #[error("validation failed")]
     Validation(FieldErrors),
+    /// 429: an abuse limit (SPEC §11); `Retry-After` says when to try again.
+    #[error("too many requests")]
+    TooManyRequests(#[from] Refused),
     /// 503: a dependency (database, Redis) is down or too slow.
     #[error("service unavailable: {0}")]
     Unavailable(&'static str),
@@ -66,11 +73,13 @@ impl ResponseError for ApiError {
             Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             Self::Forbidden(_) => StatusCode::FORBIDDEN,
             Self::NotFound(_) => StatusCode::NOT_FOUND,
+            Self::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             Self::SessionFull => StatusCode::CONFLICT,
             Self::SessionEnded => StatusCode::GONE,
             Self::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            Self::TooManyRequests(_) => StatusCode::TOO_MANY_REQUESTS,
             Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -85,8 +94,18 @@ impl ResponseError for ApiError {
         if matches!(self, Self::Unauthorized(_)) {
             res.insert_header(("www-authenticate", "Bearer"));
         }
-        if matches!(self, Self::Unavailable(_)) {
-            res.insert_header(("retry-after", "1"));
+        match self {
+            Self::Unavailable(_) => {
+                res.insert_header(("retry-after", "1"));
+            }
+            Self::TooManyRequests(refused) => {
+                res.insert_header(("retry-after", refused.retry_after_secs.to_string()));
+            }
+            // The rest of a slow body is not worth waiting for.
+            Self::RequestTimeout => {
+                res.force_close();
+            }
+            _ => {}
         }
         res.json(body)
     }
@@ -152,6 +171,11 @@ mod tests {
             json!({"errors": {"display_name": ["can't be blank"]}})
         );
         assert_eq!(ApiError::Internal.status_code(), StatusCode::INTERNAL_SERVER_ERROR);
+        let refused = ApiError::from(Refused { limit: crate::abuse::Limit::Joins, retry_after_secs: 3 });
+        let res = refused.error_response();
+        assert_eq!(res.status(), StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(res.headers().get("retry-after").and_then(|v| v.to_str().ok()), Some("3"));
+        assert_eq!(body_of(refused).await, json!({"errors": {"detail": "too many requests"}}));
         assert_eq!(ApiError::from(DbError::Timeout).status_code(), StatusCode::SERVICE_UNAVAILABLE);
     }
 }

@@ -9,5 +9,6 @@ use super::AppState;
     (status = 200, description = "Prometheus text exposition", content_type = "text/plain"),
 ))]
 pub async fn endpoint(state: web::Data<AppState>) -> HttpResponse {
+    state.abuse.report();
     HttpResponse::Ok().content_type(prometheus::TEXT_FORMAT).body(state.metrics.render())
 }

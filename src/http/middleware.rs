@@ -6,7 +6,7 @@ use std::time::Instant;
 use actix_web::body::{EitherBody, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::header::{self, HeaderName, HeaderValue};
-use actix_web::http::Method;
+use actix_web::http::{ConnectionType, Method};
 use actix_web::middleware::{ErrorHandlerResponse, Next};
 use actix_web::{web, Error, HttpMessage, HttpResponse};
 
@@ -49,6 +49,8 @@ pub async fn request_id(
         .and_then(acceptable_request_id)
         .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
     req.extensions_mut().insert(RequestId(id.clone()));
+    // From here (the headers have arrived) the request counts as in flight: a drain waits for it.
+    let in_flight = req.app_data::<web::Data<AppState>>().map(|state| state.drain.request_started());
     let started = Instant::now();
     let method = req.method().clone();
     let path = req.path().to_owned();
@@ -57,6 +59,11 @@ pub async fn request_id(
     if let Ok(value) = HeaderValue::from_str(&id) {
         res.headers_mut().insert(REQUEST_ID, value);
     }
+    // While draining, a connection closes after its answer instead of idling in keep-alive.
+    if in_flight.as_ref().is_some_and(|guard| guard.draining()) {
+        res.response_mut().head_mut().set_connection_type(ConnectionType::Close);
+    }
+    drop(in_flight);
     let elapsed = started.elapsed().as_secs_f64();
     if let Some(state) = res.request().app_data::<web::Data<AppState>>() {
         // The route template, never the concrete path: ids must not become label values.

@@ -12,6 +12,7 @@ pub mod participants;
 pub mod probes;
 pub mod sessions;
 pub mod socket;
+pub mod throttle;
 // The web client's routes; named apart from `actix_web::web`, which this module imports.
 #[path = "web.rs"]
 pub mod web_client;
@@ -20,8 +21,10 @@ use std::sync::Arc;
 
 use actix::Addr;
 use actix_web::http::header;
+use actix_web::middleware::from_fn;
 use actix_web::{web, HttpRequest};
 
+use crate::abuse::AbuseLimits;
 use crate::auth::{Claims, Tokens};
 use crate::config::Settings;
 use crate::db::Db;
@@ -49,6 +52,8 @@ pub struct AppState {
     pub registry: Addr<SessionRegistry>,
     /// Set on SIGTERM: readiness fails, new sockets are refused, open ones close.
     pub drain: Arc<Drain>,
+    /// The per-address abuse limits (SPEC §11).
+    pub abuse: Arc<AbuseLimits>,
 }
 
 /// Mounts every route.
@@ -56,10 +61,10 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.service(
         web::scope("/api")
             .route("/openapi.json", web::get().to(openapi::document))
-            .route("/sessions", web::post().to(sessions::create))
+            .route("/sessions", web::post().to(sessions::create).wrap(from_fn(throttle::creates)))
             .route("/sessions/{id}", web::get().to(sessions::show))
             .route("/sessions/{id}", web::delete().to(sessions::end))
-            .route("/sessions/{id}/join", web::post().to(participants::join))
+            .route("/sessions/{id}/join", web::post().to(participants::join).wrap(from_fn(throttle::joins)))
             .route("/sessions/{id}/participants", web::get().to(participants::list))
             .route("/sessions/{id}/participants/{user_id}", web::delete().to(participants::remove))
             .route("/sessions/{id}/qr", web::get().to(web_client::qr)),

@@ -5,7 +5,9 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Deserialize;
 
 use super::error::ApiError;
+use super::throttle::client_of;
 use super::AppState;
+use crate::abuse::Limit;
 use crate::realtime::protocol::Vsn;
 use crate::realtime::socket::SocketActor;
 
@@ -35,6 +37,11 @@ pub async fn upgrade(state: web::Data<AppState>, req: HttpRequest) -> Result<Htt
     if state.drain.is_draining() {
         return Err(ApiError::Unavailable("server is shutting down; reconnect elsewhere").into());
     }
+    // Every handshake takes a cell, whatever follows; the slot is held from here so that sockets
+    // being checked count too, and given back if the handshake fails.
+    let client = client_of(&req, &state);
+    state.abuse.admit(Limit::SocketConnects, client).map_err(ApiError::from)?;
+    let slot = state.abuse.open_socket(client).map_err(ApiError::from)?;
     if let Some(origin) = req.headers().get(header::ORIGIN) {
         let allowed = origin.to_str().is_ok_and(|o| {
             state.settings.cors_allowed_origins.allows(o) || same_origin(o, &req, &state.settings.public_url)
@@ -55,6 +62,7 @@ pub async fn upgrade(state: web::Data<AppState>, req: HttpRequest) -> Result<Htt
     let grant = state.sessions.open_socket(&claims).await.map_err(ApiError::from)?;
     let limits = state.settings.limits.clone();
     SocketActor::new(grant, vsn, state.registry.clone(), state.metrics.clone(), limits, state.drain.clone())
+        .holding(slot)
         .accept(&req)
 }
 

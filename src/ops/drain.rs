@@ -1,13 +1,22 @@
 //! Graceful drain on SIGTERM: readiness fails at once, new sockets are refused, connected sockets
 //! are closed with 1012 ("reconnect") spread over a few seconds so clients do not stampede the
-//! other replicas, in-flight requests finish, and the process exits within the grace period.
+//! other replicas, every request whose headers arrived finishes (within the grace period), and
+//! the process exits as soon as nothing is left.
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::OnceLock;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 /// The longest spread of socket closes.
 const MAX_SPREAD: Duration = Duration::from_secs(5);
+
+/// Kept free at the end of the grace period for the process to stop before a supervisor
+/// (kubelet) kills it.
+const EXIT_MARGIN: Duration = Duration::from_millis(500);
+
+/// Once no request is in flight, how long connections get to finish writing their last answer
+/// before idle keep-alive connections are dropped.
+const LAST_WRITES: Duration = Duration::from_millis(200);
 
 /// The drain state shared by the HTTP handlers and every socket.
 #[derive(Debug)]
@@ -15,12 +24,48 @@ pub struct Drain {
     draining: AtomicBool,
     started: OnceLock<Instant>,
     spread: Duration,
+    grace: Duration,
+    in_flight: AtomicUsize,
+}
+
+/// One request between its headers and its answer; dropping it ends the request.
+#[derive(Debug)]
+pub struct InFlight(Arc<Drain>);
+
+impl InFlight {
+    /// True once draining began.
+    pub fn draining(&self) -> bool {
+        self.0.is_draining()
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 impl Drain {
-    /// A drain whose socket closes are spread over at most a third of `grace` (and 5 s).
+    /// A drain within `grace` whose socket closes are spread over at most a third of it (and 5 s).
     pub fn new(grace: Duration) -> Self {
-        Self { draining: AtomicBool::new(false), started: OnceLock::new(), spread: MAX_SPREAD.min(grace / 3) }
+        Self {
+            draining: AtomicBool::new(false),
+            started: OnceLock::new(),
+            spread: MAX_SPREAD.min(grace / 3),
+            grace,
+            in_flight: AtomicUsize::new(0),
+        }
+    }
+
+    /// Counts a request whose headers arrived, until the guard is dropped with its answer.
+    pub fn request_started(self: &Arc<Self>) -> InFlight {
+        self.in_flight.fetch_add(1, Ordering::SeqCst);
+        InFlight(self.clone())
+    }
+
+    /// Requests between their headers and their answer now.
+    pub fn in_flight(&self) -> usize {
+        self.in_flight.load(Ordering::SeqCst)
     }
 
     /// Starts draining; later calls change nothing.
@@ -50,22 +95,34 @@ impl Drain {
     }
 }
 
-/// Waits for SIGTERM or SIGINT, then drains and stops the server within `grace`.
-pub async fn on_signal(
-    drain: std::sync::Arc<Drain>,
-    server: actix_web::dev::ServerHandle,
-    sockets: prometheus::IntGauge,
-) {
+/// Waits for SIGTERM or SIGINT, then drains and stops the server within the grace period.
+pub async fn on_signal(drain: Arc<Drain>, server: actix_web::dev::ServerHandle, sockets: prometheus::IntGauge) {
     wait_for_signal().await;
     log::info!("shutdown signal: draining (ready=503, refusing sockets, closing sockets over {:?})", drain.spread());
     drain.begin();
+    let started = Instant::now();
+    let end = started + drain.grace.saturating_sub(EXIT_MARGIN);
     // Sockets close by themselves at their slot; wait for them, a little past the spread at most.
-    let deadline = Instant::now() + drain.spread() + Duration::from_secs(2);
-    while sockets.get() > 0 && Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(100)).await;
+    let sockets_done = (started + drain.spread() + Duration::from_secs(2)).min(end);
+    wait_until(|| sockets.get() <= 0, sockets_done).await;
+    log::info!("sockets drained ({} left); finishing {} in-flight request(s)", sockets.get(), drain.in_flight());
+    // The listener stays open meanwhile: a request that comes now is answered too.
+    wait_until(|| drain.in_flight() == 0, end).await;
+    let left = drain.in_flight();
+    if left > 0 {
+        log::warn!("grace period over: {left} request(s) still in flight are cut");
     }
-    log::info!("sockets drained ({} left); finishing in-flight requests", sockets.get());
-    server.stop(true).await;
+    // Every answer is out of the handlers; the connections get a moment to write the last ones,
+    // then everything left (idle keep-alive connections, a request cut by the grace) is dropped.
+    // actix's graceful stop would instead wait for idle connections to time out.
+    tokio::time::sleep(LAST_WRITES.min(end.saturating_duration_since(Instant::now()))).await;
+    server.stop(false).await;
+}
+
+async fn wait_until(done: impl Fn() -> bool, deadline: Instant) {
+    while !done() && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 #[cfg(unix)]
@@ -119,6 +176,18 @@ mod tests {
     fn spread_fits_the_grace() {
         assert_eq!(Drain::new(Duration::from_secs(3)).spread(), Duration::from_secs(1));
         assert_eq!(Drain::new(Duration::from_secs(60)).spread(), MAX_SPREAD);
+    }
+
+    #[test]
+    fn requests_are_in_flight_until_their_guard_drops() {
+        let d = Arc::new(Drain::new(Duration::from_secs(25)));
+        let a = d.request_started();
+        let b = d.request_started();
+        assert_eq!(d.in_flight(), 2);
+        drop(a);
+        assert_eq!(d.in_flight(), 1);
+        drop(b);
+        assert_eq!(d.in_flight(), 0);
     }
 
     #[test]

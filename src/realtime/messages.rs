@@ -8,7 +8,8 @@
 //! - Socket actor → registry: [`JoinSession`] (starts the session actor on demand),
 //!   [`SocketOpened`]/[`SocketClosed`] (so a participant's sockets can be found even before they
 //!   join a channel), [`Seen`] while not in a channel.
-//! - Registry → socket actor: [`Kick`] (its participant left the session).
+//! - Registry → socket actor: [`Kick`] (its participant left the session, or opened more
+//!   sockets than `MAX_SOCKETS_PER_PARTICIPANT` and this is its oldest).
 //! - Socket actor → session actor: [`LocationReported`], [`Seen`], [`Disconnect`].
 //! - Session actor → socket actor: frames through the socket's [`Outbox`], whose push wakes it
 //!   (no message per frame).
@@ -200,8 +201,14 @@ pub struct SocketClosed {
     pub participant: ParticipantId,
 }
 
-/// Command (socket actor): your participant left the session; close unless a channel is taking
-/// care of it (the session actor sends `participant_left` and `phx_close` first).
-#[derive(Debug, Clone, Copy, Message)]
+/// Command (socket actor): close, for one of two reasons.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Message)]
 #[rtype(result = "()")]
-pub struct Kick;
+pub enum Kick {
+    /// Your participant left the session: close unless a channel is taking care of it (the
+    /// session actor sends `participant_left` and `phx_close` first).
+    Left,
+    /// Your participant opened more than `MAX_SOCKETS_PER_PARTICIPANT` sockets and this one is
+    /// the oldest: close with 1008 `too many sockets`, channel or not.
+    TooManySockets,
+}

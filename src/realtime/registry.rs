@@ -13,6 +13,7 @@ use actix::prelude::*;
 use super::cluster::ClusterEvent;
 use super::messages::*;
 use super::session::{SessionActor, SessionDeps};
+use crate::abuse::Limit;
 use crate::domain::{ParticipantId, SessionId};
 use crate::store::StoreResult;
 use crate::telemetry::Chain;
@@ -70,7 +71,7 @@ impl SessionRegistry {
     /// Closes the participant's sockets that are in no channel (the session actor closes the others).
     fn kick(&self, user: ParticipantId) {
         for socket in self.sockets.get(&user).into_iter().flat_map(HashMap::values) {
-            socket.do_send(Kick);
+            socket.do_send(Kick::Left);
         }
     }
 
@@ -217,7 +218,19 @@ impl Handler<SocketOpened> for SessionRegistry {
     type Result = ();
 
     fn handle(&mut self, msg: SocketOpened, _: &mut Context<Self>) {
-        self.sockets.entry(msg.participant).or_default().insert(msg.socket, msg.kick);
+        let sockets = self.sockets.entry(msg.participant).or_default();
+        sockets.insert(msg.socket, msg.kick);
+        let cap = self.deps.limits.max_sockets_per_participant as usize;
+        // Ids grow with time, so the smallest is the oldest: a phone that reconnects without
+        // closing its old sockets always gets in, and its stale sockets go.
+        if cap > 0 && sockets.len() > cap {
+            if let Some(oldest) = sockets.keys().min().copied() {
+                if let Some(kick) = sockets.remove(&oldest) {
+                    kick.do_send(Kick::TooManySockets);
+                    self.deps.metrics.limit_refusals.with_label_values(&[Limit::SocketsPerParticipant.label()]).inc();
+                }
+            }
+        }
     }
 }
 

@@ -19,6 +19,7 @@ use super::protocol::{decode, encode_lifecycle, encode_reply, topic_of, InFrame,
 use super::registry::SessionRegistry;
 use super::session::SessionActor;
 use super::transport::PendingSocket;
+use crate::abuse::SocketSlot;
 use crate::config::Limits;
 use crate::domain::Location;
 use crate::metrics::Metrics;
@@ -54,6 +55,8 @@ pub struct SocketActor {
     last_frame: Instant,
     last_seen_report: Option<Instant>,
     fragments: Option<Vec<u8>>,
+    /// Its place in its client address's count of open sockets, given back when the actor drops.
+    _slot: Option<SocketSlot>,
 }
 
 impl SocketActor {
@@ -80,7 +83,14 @@ impl SocketActor {
             last_frame: Instant::now(),
             last_seen_report: None,
             fragments: None,
+            _slot: None,
         }
+    }
+
+    /// The socket holds `slot` (its address's count of open sockets) for as long as it lives.
+    pub fn holding(mut self, slot: SocketSlot) -> Self {
+        self._slot = Some(slot);
+        self
     }
 
     /// Accepts the WebSocket handshake of `req`: a `101` carrying this actor, which the
@@ -310,9 +320,11 @@ impl Actor for SocketActor {
 impl Handler<Kick> for SocketActor {
     type Result = ();
 
-    fn handle(&mut self, _: Kick, ctx: &mut Self::Context) {
-        if self.channel.is_none() {
-            self.close(ctx, 1000, "left the session");
+    fn handle(&mut self, kick: Kick, ctx: &mut Self::Context) {
+        match kick {
+            Kick::Left if self.channel.is_none() => self.close(ctx, 1000, "left the session"),
+            Kick::Left => {}
+            Kick::TooManySockets => self.close(ctx, 1008, "too many sockets"),
         }
     }
 }

@@ -32,6 +32,7 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
 use super::socket::SocketActor;
+use crate::net::HeadDeadline;
 
 /// Bytes read per `read` call; a frame larger than this arrives in several reads.
 const READ_CHUNK: usize = 8 * 1024;
@@ -64,7 +65,7 @@ impl<F> Takeover<F> {
     }
 }
 
-impl<F, B> ServiceFactory<(Request, Framed<TcpStream, h1::Codec>)> for Takeover<F>
+impl<F, B> ServiceFactory<(Request, Framed<HeadDeadline<TcpStream>, h1::Codec>)> for Takeover<F>
 where
     F: ServiceFactory<Request, Config = (), Response = ServiceResponse<B>, Error = actix_web::Error>,
     F::Service: 'static,
@@ -90,7 +91,7 @@ pub struct TakeoverService<S> {
     app: Rc<S>,
 }
 
-impl<S, B> Service<(Request, Framed<TcpStream, h1::Codec>)> for TakeoverService<S>
+impl<S, B> Service<(Request, Framed<HeadDeadline<TcpStream>, h1::Codec>)> for TakeoverService<S>
 where
     S: Service<Request, Response = ServiceResponse<B>, Error = actix_web::Error> + 'static,
     B: MessageBody + 'static,
@@ -101,7 +102,7 @@ where
 
     actix_service::forward_ready!(app);
 
-    fn call(&self, (req, framed): (Request, Framed<TcpStream, h1::Codec>)) -> Self::Future {
+    fn call(&self, (req, framed): (Request, Framed<HeadDeadline<TcpStream>, h1::Codec>)) -> Self::Future {
         let app = self.app.clone();
         Box::pin(async move {
             // Boxed: this future lives as long as the socket, and should not keep the room
@@ -114,7 +115,7 @@ where
             // dispatcher's buffers go now.
             let (io, early) = {
                 let parts = framed.into_parts();
-                (parts.io, Bytes::copy_from_slice(&parts.read_buf))
+                (parts.io.into_inner(), Bytes::copy_from_slice(&parts.read_buf))
             };
             // The connection is ours now: an I/O error (a client gone mid-write) only ends it.
             if let Err(e) = serve(io, early, res).await {

@@ -63,6 +63,13 @@ async function startServer(extra = {}) {
     JWT_SECRET: 'browser-test-secret-0123456789abcdef',
     TILE_URL: 'none',
     RUST_LOG: 'warn',
+    // The abuse limits (SPEC §11) as a person in a browser meets them: the defaults, said
+    // explicitly; every page here comes from 127.0.0.1.
+    CREATE_SESSIONS_PER_MINUTE: '60',
+    JOINS_PER_MINUTE: '300',
+    SOCKET_CONNECTS_PER_MINUTE: '600',
+    MAX_SOCKETS_PER_ADDRESS: '1000',
+    MAX_SOCKETS_PER_PARTICIPANT: '5',
     ...extra,
   });
   let child = null;

@@ -124,6 +124,13 @@ class Replica {
         REDIS_URL: this.redis.url,
         JWT_SECRET,
         RUST_LOG: 'info',
+        // The abuse limits (SPEC §11) as this test needs them: every client is 127.0.0.1, and
+        // the defaults hold for what it does (a handful of sessions, joins and sockets).
+        CREATE_SESSIONS_PER_MINUTE: '60',
+        JOINS_PER_MINUTE: '300',
+        SOCKET_CONNECTS_PER_MINUTE: '600',
+        MAX_SOCKETS_PER_ADDRESS: '1000',
+        MAX_SOCKETS_PER_PARTICIPANT: '5',
         ...this.env,
       },
     });

@@ -230,9 +230,18 @@ pub struct CallError {
 
 fn call_error(step: &str, r: Result<&Response, &io::Error>) -> CallError {
     match r {
-        Ok(resp) => CallError {
-            detail: format!("{step}_{}: HTTP {} {}", resp.status, resp.status, String::from_utf8_lossy(&resp.body)),
-        },
+        Ok(resp) => {
+            // A load test from one address meets the server's per-address limits at once: say how
+            // to turn them off rather than leave a wall of 429s to decode.
+            let hint = if resp.status == 429 {
+                " (the server's abuse limits: start it with CREATE_SESSIONS_PER_MINUTE=0 JOINS_PER_MINUTE=0 \
+                 SOCKET_CONNECTS_PER_MINUTE=0 MAX_SOCKETS_PER_ADDRESS=0 MAX_SOCKETS_PER_PARTICIPANT=0)"
+            } else {
+                ""
+            };
+            let body = String::from_utf8_lossy(&resp.body);
+            CallError { detail: format!("{step}_{}: HTTP {} {body}{hint}", resp.status, resp.status) }
+        }
         Err(e) => CallError { detail: format!("{step}_io: {e}") },
     }
 }

@@ -19,7 +19,20 @@ fn start_server() -> Server {
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         actix_rt::System::new().block_on(async move {
-            let server = location_sharing::testing::spawn_app_with(|_| {}).await;
+            // Every smoke run comes from 127.0.0.1, faster than any person would: the abuse
+            // limits are off, said here rather than exempted in the server.
+            let server = location_sharing::testing::spawn_app_with(|vars| {
+                for limit in [
+                    "CREATE_SESSIONS_PER_MINUTE",
+                    "JOINS_PER_MINUTE",
+                    "SOCKET_CONNECTS_PER_MINUTE",
+                    "MAX_SOCKETS_PER_ADDRESS",
+                    "MAX_SOCKETS_PER_PARTICIPANT",
+                ] {
+                    vars.insert(limit.into(), "0".into());
+                }
+            })
+            .await;
             tx.send(server.address.clone()).expect("the test waits for the address");
             // Never returns: the server (and its database file) lives as long as the test process.
             std::future::pending::<()>().await;
