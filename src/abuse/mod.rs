@@ -127,9 +127,6 @@ impl AbuseLimits {
         let mut sockets = self.sockets.lock().unwrap_or_else(PoisonError::into_inner);
         let open = sockets.entry(client).or_insert(0);
         if self.max_sockets > 0 && *open >= self.max_sockets {
-            if *open == 0 {
-                sockets.remove(&client);
-            }
             drop(sockets);
             // Sockets close at any time; a few seconds is an honest guess.
             return Err(self.refuse(Limit::SocketsPerAddress, 5));

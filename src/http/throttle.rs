@@ -14,8 +14,8 @@ use crate::abuse::{ClientKey, Limit};
 /// The client a request is limited as (SPEC §11: the peer, or `X-Forwarded-For` through
 /// `TRUSTED_PROXIES`).
 pub fn client_of(req: &HttpRequest, state: &AppState) -> ClientKey {
-    let forwarded = req.headers().get_all(header::X_FORWARDED_FOR).filter_map(|v| v.to_str().ok());
-    let forwarded: Vec<&str> = forwarded.collect();
+    // Collected: the walk goes from the right, and a header map iterates one way only.
+    let forwarded: Vec<&str> = req.headers().get_all(header::X_FORWARDED_FOR).filter_map(|v| v.to_str().ok()).collect();
     ClientKey::resolve(req.peer_addr().map(|a| a.ip()), forwarded.into_iter(), &state.settings.trusted_proxies)
 }
 

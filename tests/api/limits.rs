@@ -207,3 +207,11 @@ async fn the_limiter_forgets_idle_addresses() {
         actix_rt::time::sleep(Duration::from_millis(500)).await;
     }
 }
+
+#[actix_rt::test]
+async fn a_peer_outside_trusted_proxies_is_the_client_whatever_it_forwards() {
+    // Proxies are trusted, but not this peer (127.0.0.1): its X-Forwarded-For is not read.
+    let app = app_with(&[("CREATE_SESSIONS_PER_MINUTE", "1"), ("TRUSTED_PROXIES", "10.0.0.0/8, 192.168.0.1")]).await;
+    create_from(&app, Some("198.51.100.1")).await.assert_status(201, "first creation");
+    assert_too_many(&create_from(&app, Some("198.51.100.2")).await, "another claimed address, same peer");
+}
