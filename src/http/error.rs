@@ -29,6 +29,9 @@ pub enum ApiError {
     /// 404: unknown (or malformed) session, participant or route.
     #[error("{0}")]
     NotFound(&'static str),
+    /// 405: a known path that does not serve this method; carries the path's `Allow` value.
+    #[error("Method Not Allowed")]
+    MethodNotAllowed(String),
     /// 409: the session has its maximum of participants.
     #[error("session is full")]
     SessionFull,
@@ -66,6 +69,7 @@ impl ResponseError for ApiError {
             Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             Self::Forbidden(_) => StatusCode::FORBIDDEN,
             Self::NotFound(_) => StatusCode::NOT_FOUND,
+            Self::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             Self::SessionFull => StatusCode::CONFLICT,
             Self::SessionEnded => StatusCode::GONE,
             Self::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
@@ -82,6 +86,9 @@ impl ResponseError for ApiError {
             other => json!({ "errors": { "detail": other.to_string() } }),
         };
         let mut res = HttpResponse::build(self.status_code());
+        if let Self::MethodNotAllowed(allow) = self {
+            res.insert_header((actix_web::http::header::ALLOW, allow.as_str()));
+        }
         if matches!(self, Self::Unauthorized(_)) {
             res.insert_header(("www-authenticate", "Bearer"));
         }

@@ -14,11 +14,15 @@ use crate::views::{ParticipantList, ParticipantView};
 /// `POST /api/sessions/{id}/join` body; unknown fields are ignored.
 #[derive(Debug, Default, Deserialize, ToSchema)]
 pub struct JoinRequest {
-    /// 1..=50 characters after trimming.
-    #[schema(min_length = 1, max_length = 50)]
+    /// 1..=50 characters after trimming whitespace, none of them a control character.
+    // Read as an Option so that a missing name is a 422 naming the field. The pattern is
+    // `DisplayName::parse` exactly (Unicode whitespace, the Cc controls): leading and trailing
+    // whitespace, then 1..=50 characters that start and end with neither.
+    #[schema(value_type = String, required = true, pattern = r"^[\t\n\u000b\u000c\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]*([^\u0000-\u0020\u007f-\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]|[^\u0000-\u0020\u007f-\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000][^\u0000-\u001f\u007f-\u009f]{0,48}[^\u0000-\u0020\u007f-\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000])[\t\n\u000b\u000c\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]*$")]
     pub display_name: Option<String>,
     /// `#RRGGBB`; a palette colour when absent.
-    #[schema(pattern = "^#[0-9A-Fa-f]{6}$")]
+    // The lengths keep out the trailing newline that some regex engines let `$` match before.
+    #[schema(pattern = "^#[0-9A-Fa-f]{6}$", min_length = 7, max_length = 7)]
     pub avatar_color: Option<String>,
 }
 
@@ -47,6 +51,8 @@ pub struct Joined {
         (status = 413, description = "Body over 16384 bytes", body = super::openapi::ErrorBody),
         (status = 415, description = "Body is not application/json", body = super::openapi::ErrorBody),
         (status = 422, description = "Validation failed", body = super::openapi::ValidationErrorBody),
+        (status = 429, description = "Too many joins from this address", body = super::openapi::ErrorBody,
+            headers(("retry-after" = u64, description = "Whole seconds to wait before trying again"))),
         (status = 503, description = "Database unavailable", body = super::openapi::ErrorBody),
     )
 )]

@@ -13,7 +13,7 @@ pub enum Vsn {
     V2,
     /// `vsn=1.x`: `{join_ref, ref, topic, event, payload}`.
     V1,
-    /// No `vsn`: `{"type": event, "data": payload}`, joined to the token's session at connect.
+    /// No `vsn` (or `vsn=`): `{"type": event, "data": payload}`, joined to the token's session at connect.
     Plain,
 }
 
@@ -21,7 +21,8 @@ impl Vsn {
     /// Reads the `vsn` parameter; `None` for a version this server does not speak.
     pub fn from_param(vsn: Option<&str>) -> Option<Self> {
         match vsn {
-            None => Some(Self::Plain),
+            // `vsn=` is what a URL template sends for an unset version: the same as none at all.
+            None | Some("") => Some(Self::Plain),
             Some(v) if v == "2" || v.starts_with("2.") => Some(Self::V2),
             Some(v) if v == "1" || v.starts_with("1.") => Some(Self::V1),
             Some(_) => None,
@@ -363,6 +364,7 @@ mod tests {
         assert_eq!(Vsn::from_param(Some("2.0.0")), Some(Vsn::V2));
         assert_eq!(Vsn::from_param(Some("1.0.0")), Some(Vsn::V1));
         assert_eq!(Vsn::from_param(None), Some(Vsn::Plain));
+        assert_eq!(Vsn::from_param(Some("")), Some(Vsn::Plain));
         assert_eq!(Vsn::from_param(Some("3.0.0")), None);
     }
 }

@@ -5,6 +5,7 @@
 
 mod auth;
 mod cap;
+mod contract;
 mod edges;
 mod health;
 mod helpers;

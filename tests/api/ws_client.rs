@@ -39,7 +39,7 @@ impl Proto {
     /// The framing the server picks for this `vsn` parameter (anything else is refused anyway).
     pub fn from_vsn(vsn: Option<&str>) -> Self {
         match vsn {
-            None => Self::Plain,
+            None | Some("") => Self::Plain,
             Some(v) if v.starts_with('1') => Self::V1,
             Some(_) => Self::V2,
         }
