@@ -7,7 +7,7 @@ use utoipa::ToSchema;
 use super::body::JsonBody;
 use super::error::{ApiError, FieldErrors};
 use super::{bearer_claims, session_id, AppState};
-use crate::domain::{AvatarColor, DisplayName, ParticipantId};
+use crate::domain::{AvatarColor, DisplayName, ParticipantId, HIDDEN};
 use crate::sessions::NewParticipant;
 use crate::views::{ParticipantList, ParticipantView};
 
@@ -26,8 +26,8 @@ pub struct JoinRequest {
     pub avatar_color: Option<String>,
 }
 
-/// `POST /api/sessions/{id}/join` answer.
-#[derive(Debug, Serialize, ToSchema)]
+/// `POST /api/sessions/{id}/join` answer; `Debug` hides the token.
+#[derive(Serialize, ToSchema)]
 pub struct Joined {
     /// The new participant's id.
     pub user_id: String,
@@ -35,6 +35,16 @@ pub struct Joined {
     pub websocket_token: String,
     /// Where to open the socket: `PUBLIC_URL` (ws/wss) + `/socket/websocket`.
     pub websocket_url: String,
+}
+
+impl std::fmt::Debug for Joined {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Joined")
+            .field("user_id", &self.user_id)
+            .field("websocket_token", &HIDDEN)
+            .field("websocket_url", &self.websocket_url)
+            .finish()
+    }
 }
 
 /// Joins a session; everyone in it gets `participant_joined`.

@@ -8,7 +8,7 @@ use utoipa::ToSchema;
 use super::body::JsonBody;
 use super::error::{ApiError, FieldErrors};
 use super::{bearer_claims, session_id, AppState};
-use crate::domain::{ExpiresInMinutes, SessionName};
+use crate::domain::{ExpiresInMinutes, SessionName, HIDDEN};
 use crate::sessions::{Created, NewSession};
 use crate::views::{rfc3339, SessionView};
 
@@ -29,8 +29,8 @@ pub struct CreateSessionRequest {
     pub expires_in_minutes: Option<serde_json::Number>,
 }
 
-/// `POST /api/sessions` answer.
-#[derive(Debug, Serialize, ToSchema)]
+/// `POST /api/sessions` answer; `Debug` hides the token.
+#[derive(Serialize, ToSchema)]
 pub struct SessionCreated {
     /// The new session's id.
     pub session_id: String,
@@ -42,6 +42,18 @@ pub struct SessionCreated {
     pub name: Option<String>,
     /// The creator's token (JWT), for ending the session and removing participants.
     pub creator_token: String,
+}
+
+impl std::fmt::Debug for SessionCreated {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SessionCreated")
+            .field("session_id", &self.session_id)
+            .field("join_link", &self.join_link)
+            .field("expires_at", &self.expires_at)
+            .field("name", &self.name)
+            .field("creator_token", &HIDDEN)
+            .finish()
+    }
 }
 
 /// Creates a session.

@@ -42,8 +42,8 @@ impl Vsn {
     pub const ALL: [Vsn; 3] = [Vsn::V2, Vsn::V1, Vsn::Plain];
 }
 
-/// A frame from a client, whatever its framing.
-#[derive(Debug, Clone, PartialEq)]
+/// A frame from a client, whatever its framing; `Debug` hides the payload (it may be a position).
+#[derive(Clone, PartialEq)]
 pub struct InFrame {
     /// The channel join this message belongs to (`null` when absent).
     pub join_ref: Value,
@@ -57,6 +57,19 @@ pub struct InFrame {
     pub payload: Value,
     /// The payload was not readable JSON values (e.g. a number beyond f64).
     pub payload_unreadable: bool,
+}
+
+impl std::fmt::Debug for InFrame {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("InFrame")
+            .field("join_ref", &self.join_ref)
+            .field("msg_ref", &self.msg_ref)
+            .field("topic", &self.topic)
+            .field("event", &self.event)
+            .field("payload", &crate::domain::HIDDEN)
+            .field("payload_unreadable", &self.payload_unreadable)
+            .finish()
+    }
 }
 
 /// A frame that could not be read; carries its ref when one could be found, so it can be answered.

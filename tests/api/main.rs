@@ -9,6 +9,7 @@ mod contract;
 mod edges;
 mod health;
 mod helpers;
+mod log_secrets;
 mod participants;
 mod sessions;
 mod web;
