@@ -62,7 +62,8 @@ impl std::fmt::Debug for Joined {
         (status = 415, description = "Body is not application/json", body = super::openapi::ErrorBody),
         (status = 422, description = "Validation failed", body = super::openapi::ValidationErrorBody),
         (status = 429, description = "Too many joins from this address", body = super::openapi::ErrorBody,
-            headers(("retry-after" = u64, description = "Whole seconds to wait before trying again"))),
+            headers(("Retry-After" = u64, description = "Whole seconds to wait before trying again")),
+            example = json!({"errors": {"detail": "too many requests"}})),
         (status = 503, description = "Database unavailable", body = super::openapi::ErrorBody),
     )
 )]

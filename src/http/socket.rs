@@ -31,7 +31,8 @@ struct SocketParams {
         (status = 400, description = "Unsupported vsn, or not a WebSocket upgrade request", body = super::openapi::ErrorBody),
         (status = 403, description = "Missing or invalid token, not a participant, or Origin not allowed", body = super::openapi::ErrorBody),
         (status = 429, description = "Too many handshakes or open sockets from this address", body = super::openapi::ErrorBody,
-            headers(("retry-after" = u64, description = "Whole seconds to wait before trying again"))),
+            headers(("Retry-After" = u64, description = "Whole seconds to wait before trying again")),
+            example = json!({"errors": {"detail": "too many requests"}})),
         (status = 503, description = "Draining for shutdown, or the database is down", body = super::openapi::ErrorBody),
     )
 )]
