@@ -42,7 +42,8 @@ impl fmt::Display for DatabaseUrl {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::Postgres(url) => f.write_str(&redact_password(url)),
-            Self::Sqlite(path) => write!(f, "sqlite://{path}"),
+            // A libpq `key=value` string lands here as a "path": it still never prints a password.
+            Self::Sqlite(path) => write!(f, "sqlite://{}", redact_password_parameters(path)),
         }
     }
 }
@@ -109,18 +110,43 @@ impl fmt::Debug for Secret {
     }
 }
 
-/// Replaces the password of `scheme://user:password@host` with `***`.
+/// Replaces every password in a connection URL with `***`: the one of
+/// `scheme://user:password@host`, and any `…password=value` parameter (libpq reads `?password=`).
 pub fn redact_password(url: &str) -> String {
+    let url = redact_password_parameters(url);
     let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_owned();
+        return url;
     };
-    let Some((userinfo, host)) = rest.split_once('@') else {
-        return url.to_owned();
+    // The last `@` ends the user info: a password may contain `@` itself, and hiding too much
+    // (an `@` further on, in a parameter) is the safe way to be wrong.
+    let Some((userinfo, host)) = rest.rsplit_once('@') else {
+        return url;
     };
     match userinfo.split_once(':') {
         Some((user, _)) => format!("{scheme}://{user}:***@{host}"),
-        None => url.to_owned(),
+        None => url,
     }
+}
+
+/// `password=value` (and `sslpassword=`…) with the value replaced, wherever a key ends in
+/// `password`, case-insensitively; a value ends at `&`, `#` or whitespace.
+fn redact_password_parameters(text: &str) -> String {
+    let lower = text.to_ascii_lowercase();
+    let mut out = String::with_capacity(text.len());
+    let mut rest = 0;
+    let mut search = 0;
+    while let Some(found) = lower[search..].find("password=") {
+        let value_start = search + found + "password=".len();
+        let value_end = text[value_start..]
+            .find(|c: char| c == '&' || c == '#' || c.is_whitespace())
+            .map_or(text.len(), |n| value_start + n);
+        out.push_str(&text[rest..value_start]);
+        out.push_str("***");
+        rest = value_end;
+        search = value_end;
+    }
+    out.push_str(&text[rest..]);
+    out
 }
 
 /// Output format of the logs.
@@ -299,17 +325,27 @@ mod tests {
     fn password_is_redacted() {
         assert_eq!(redact_password("postgres://u:secret@h/db"), "postgres://u:***@h/db");
         assert_eq!(redact_password("postgres://h/db"), "postgres://h/db");
+        assert_eq!(redact_password("postgres://u:p@ss@h/db"), "postgres://u:***@h/db");
+        assert_eq!(redact_password("redis://:hunter2@cache:6379"), "redis://:***@cache:6379");
+        assert_eq!(
+            redact_password("postgres://u@h/db?sslmode=require&password=hunter2&x=1"),
+            "postgres://u@h/db?sslmode=require&password=***&x=1"
+        );
+        assert_eq!(redact_password("postgresql://h/db?PassWord=hunter2"), "postgresql://h/db?PassWord=***");
+        assert_eq!(redact_password("postgres://u@h/db?sslpassword=hunter2"), "postgres://u@h/db?sslpassword=***");
+        let keywords = DatabaseUrl::parse("host=h password=hunter2 dbname=d").unwrap_or_else(|e| panic!("{e}"));
+        assert!(!keywords.to_string().contains("hunter2"), "{keywords}");
     }
 
     #[test]
     fn secrets_never_print() {
-        let db = DatabaseUrl::parse("postgres://u:hunter2@h/db").unwrap_or_else(|e| panic!("{e}"));
+        let db = DatabaseUrl::parse("postgres://u:hun@ter2@h/db?password=hunter2").unwrap_or_else(|e| panic!("{e}"));
         let redis = RedisUrl::parse("rediss://default:hunter2@cache:6380").unwrap_or_else(|e| panic!("{e}"));
         let secret = Secret::new(b"hunter2".to_vec());
         for printed in
             [format!("{db:?}"), format!("{db}"), format!("{redis:?}"), format!("{redis}"), format!("{secret:?}")]
         {
-            assert!(!printed.contains("hunter2"), "{printed}");
+            assert!(!printed.contains("hunter2") && !printed.contains("ter2"), "{printed}");
         }
         assert_eq!(redis.expose(), "rediss://default:hunter2@cache:6380");
         assert!(RedisUrl::parse("http://x").is_err());

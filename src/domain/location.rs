@@ -4,7 +4,7 @@ use chrono::{DateTime, Duration, SecondsFormat, Utc};
 use serde::Serialize;
 use serde_json::{Map, Value};
 
-use super::ParticipantId;
+use super::{ParticipantId, HIDDEN};
 
 /// Messages per field for a refused location, as `{"errors": {"lat": ["…"]}}`.
 pub type LocationErrors = BTreeMap<&'static str, Vec<&'static str>>;
@@ -12,8 +12,8 @@ pub type LocationErrors = BTreeMap<&'static str, Vec<&'static str>>;
 /// How far in the future a client's timestamp may be.
 const MAX_CLOCK_AHEAD_SECONDS: i64 = 60;
 
-/// A position reported by a participant, checked on the way in.
-#[derive(Debug, Clone, Copy, PartialEq)]
+/// A position reported by a participant, checked on the way in; `Debug` hides the coordinates.
+#[derive(Clone, Copy, PartialEq)]
 pub struct Location {
     /// Latitude, -90..=90.
     pub lat: f64,
@@ -131,8 +131,9 @@ fn optional(
     }
 }
 
-/// A location as broadcast and listed: `{"user_id","lat","lng","accuracy","heading","speed","timestamp"}`.
-#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
+/// A location as broadcast and listed: `{"user_id","lat","lng","accuracy","heading","speed","timestamp"}`;
+/// `Debug` hides the coordinates.
+#[derive(Clone, PartialEq, Serialize, serde::Deserialize)]
 pub struct LocationView {
     /// Whose location.
     pub user_id: String,
@@ -150,10 +151,48 @@ pub struct LocationView {
     pub timestamp: String,
 }
 
+impl std::fmt::Debug for Location {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Location")
+            .field("lat", &HIDDEN)
+            .field("lng", &HIDDEN)
+            .field("accuracy", &self.accuracy)
+            .field("heading", &self.heading)
+            .field("speed", &self.speed)
+            .field("timestamp", &self.timestamp)
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for LocationView {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LocationView")
+            .field("user_id", &self.user_id)
+            .field("lat", &HIDDEN)
+            .field("lng", &HIDDEN)
+            .field("accuracy", &self.accuracy)
+            .field("heading", &self.heading)
+            .field("speed", &self.speed)
+            .field("timestamp", &self.timestamp)
+            .finish()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn debug_hides_the_coordinates() {
+        let location = parse(json!({"lat": 48.8566123, "lng": 2.3522456, "accuracy": 5.0}));
+        let location = location.unwrap_or_else(|e| panic!("{e:?}"));
+        let view = location.view(ParticipantId::new());
+        for printed in [format!("{location:?}"), format!("{view:?}"), format!("{:?}", Some(view.clone()))] {
+            assert!(!printed.contains("48.85") && !printed.contains("2.35"), "{printed}");
+            assert!(printed.contains("accuracy: Some(5.0)"), "{printed}");
+        }
+    }
 
     fn parse(v: Value) -> Result<Location, LocationErrors> {
         let map = v.as_object().cloned().unwrap_or_default();

@@ -19,6 +19,10 @@ pub use location::{Location, LocationErrors, LocationView};
 pub use session::{EndReason, LeaveReason, Participant, Session};
 pub use session_name::SessionName;
 
+/// What a `Debug` shows in place of a coordinate or a token: neither may reach a log (SPEC §6),
+/// not even through a `{:?}` of something that carries one.
+pub const HIDDEN: &str = "<hidden>";
+
 /// Why a value was refused: the message shown to the client under its field name.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{0}")]

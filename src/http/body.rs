@@ -52,11 +52,11 @@ impl<T: DeserializeOwned + 'static> FromRequest for JsonBody<T> {
                 Ok(())
             };
             tokio::time::timeout(BODY_DEADLINE, read).await.map_err(|_| ApiError::RequestTimeout)??;
-            let blank = body.iter().all(u8::is_ascii_whitespace);
-            if !blank && is_json != Some(true) {
+            // Only a body with no bytes at all is `{}`: whitespace alone is no JSON text.
+            if !body.is_empty() && is_json != Some(true) {
                 return Err(ApiError::UnsupportedMediaType);
             }
-            let value: serde_json::Value = if blank {
+            let value: serde_json::Value = if body.is_empty() {
                 serde_json::Value::Object(serde_json::Map::new())
             } else {
                 serde_json::from_slice(&body).map_err(|e| ApiError::BadRequest(format!("malformed JSON: {e}")))?

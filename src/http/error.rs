@@ -30,6 +30,9 @@ pub enum ApiError {
     /// 404: unknown (or malformed) session, participant or route.
     #[error("{0}")]
     NotFound(&'static str),
+    /// 405: a known path that does not serve this method; carries the path's `Allow` value.
+    #[error("Method Not Allowed")]
+    MethodNotAllowed(String),
     /// 408: the body did not arrive in time; the connection closes.
     #[error("request body took too long")]
     RequestTimeout,
@@ -73,6 +76,7 @@ impl ResponseError for ApiError {
             Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             Self::Forbidden(_) => StatusCode::FORBIDDEN,
             Self::NotFound(_) => StatusCode::NOT_FOUND,
+            Self::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             Self::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             Self::SessionFull => StatusCode::CONFLICT,
             Self::SessionEnded => StatusCode::GONE,
@@ -91,10 +95,13 @@ impl ResponseError for ApiError {
             other => json!({ "errors": { "detail": other.to_string() } }),
         };
         let mut res = HttpResponse::build(self.status_code());
-        if matches!(self, Self::Unauthorized(_)) {
-            res.insert_header(("www-authenticate", "Bearer"));
-        }
         match self {
+            Self::MethodNotAllowed(allow) => {
+                res.insert_header((actix_web::http::header::ALLOW, allow.as_str()));
+            }
+            Self::Unauthorized(_) => {
+                res.insert_header(("www-authenticate", "Bearer"));
+            }
             Self::Unavailable(_) => {
                 res.insert_header(("retry-after", "1"));
             }

@@ -1,5 +1,5 @@
 //! Cross-cutting HTTP behaviour: request ids and access logs, CORS, and Phoenix-shaped bodies
-//! for errors that no handler produced (unknown routes, wrong methods).
+//! for errors that no handler shaped (an extractor's refusal, say).
 
 use std::time::Instant;
 
@@ -139,18 +139,11 @@ pub fn phoenix_error_body<B: MessageBody + 'static>(
         return Ok(ErrorHandlerResponse::Response(res.map_into_left_body()));
     }
     let status = res.status();
-    let detail = match status.as_u16() {
-        404 | 405 => "Not Found",
-        _ => status.canonical_reason().unwrap_or("Error"),
-    };
+    let detail = status.canonical_reason().unwrap_or("Error");
     let body = serde_json::json!({ "errors": { "detail": detail } }).to_string();
     let (req, res) = res.into_parts();
     let mut res = res.set_body(body);
     res.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    // Phoenix answers an unknown method on a known path as an unknown route.
-    if status == actix_web::http::StatusCode::METHOD_NOT_ALLOWED {
-        *res.status_mut() = actix_web::http::StatusCode::NOT_FOUND;
-    }
     Ok(ErrorHandlerResponse::Response(ServiceResponse::new(req, res).map_into_boxed_body().map_into_right_body()))
 }
 

@@ -20,9 +20,9 @@ pub mod web_client;
 use std::sync::Arc;
 
 use actix::Addr;
-use actix_web::http::header;
+use actix_web::http::{header, Method};
 use actix_web::middleware::from_fn;
-use actix_web::{web, HttpRequest};
+use actix_web::{web, HttpRequest, HttpResponse, Route};
 
 use crate::abuse::AbuseLimits;
 use crate::auth::{Claims, Tokens};
@@ -56,30 +56,92 @@ pub struct AppState {
     pub abuse: Arc<AbuseLimits>,
 }
 
-/// Mounts every route.
+/// One method of one path and the handler that answers it: a row of [`ENDPOINTS`].
+pub struct Endpoint {
+    /// The method the route answers.
+    pub method: Method,
+    /// The path pattern, as actix-web matches it.
+    pub path: &'static str,
+    /// Builds the route (the method guard is added from `method`).
+    route: fn() -> Route,
+}
+
+/// Every route of the server, the one list that both mounts them and answers `Allow`, so a
+/// 405's `Allow` can never disagree with what the path really serves.
+pub const ENDPOINTS: &[Endpoint] = &[
+    Endpoint { method: Method::GET, path: "/api/openapi.json", route: || web::to(openapi::document) },
+    Endpoint {
+        method: Method::POST,
+        path: "/api/sessions",
+        route: || web::to(sessions::create).wrap(from_fn(throttle::creates)),
+    },
+    Endpoint { method: Method::GET, path: "/api/sessions/{id}", route: || web::to(sessions::show) },
+    Endpoint { method: Method::DELETE, path: "/api/sessions/{id}", route: || web::to(sessions::end) },
+    Endpoint {
+        method: Method::POST,
+        path: "/api/sessions/{id}/join",
+        route: || web::to(participants::join).wrap(from_fn(throttle::joins)),
+    },
+    Endpoint { method: Method::GET, path: "/api/sessions/{id}/participants", route: || web::to(participants::list) },
+    Endpoint {
+        method: Method::DELETE,
+        path: "/api/sessions/{id}/participants/{user_id}",
+        route: || web::to(participants::remove),
+    },
+    Endpoint { method: Method::GET, path: "/api/sessions/{id}/qr", route: || web::to(web_client::qr) },
+    Endpoint { method: Method::GET, path: "/", route: || web::to(web_client::home) },
+    Endpoint { method: Method::GET, path: "/join/{id}", route: || web::to(web_client::join) },
+    Endpoint { method: Method::GET, path: "/assets/{version}/{path:.+}", route: || web::to(web_client::asset) },
+    Endpoint { method: Method::GET, path: "/dev/dashboard", route: || web::to(dashboard::show) },
+    Endpoint { method: Method::GET, path: "/dev/dashboard/stats", route: || web::to(dashboard::stats) },
+    Endpoint { method: Method::GET, path: "/socket/websocket", route: || web::to(socket::upgrade) },
+    Endpoint { method: Method::GET, path: "/metrics", route: || web::to(metrics::endpoint) },
+    Endpoint { method: Method::GET, path: "/health", route: || web::to(health::basic) },
+    Endpoint { method: Method::GET, path: "/health/detailed", route: || web::to(health::detailed) },
+    Endpoint { method: Method::GET, path: "/health/ready", route: || web::to(health::ready) },
+    Endpoint { method: Method::GET, path: "/health/live", route: || web::to(health::live) },
+];
+
+/// Mounts every route of [`ENDPOINTS`], one resource per path; a method the path does not
+/// serve gets 405 with `Allow` (an `OPTIONS` that is not a CORS preflight gets 204 with it).
 pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.service(
-        web::scope("/api")
-            .route("/openapi.json", web::get().to(openapi::document))
-            .route("/sessions", web::post().to(sessions::create).wrap(from_fn(throttle::creates)))
-            .route("/sessions/{id}", web::get().to(sessions::show))
-            .route("/sessions/{id}", web::delete().to(sessions::end))
-            .route("/sessions/{id}/join", web::post().to(participants::join).wrap(from_fn(throttle::joins)))
-            .route("/sessions/{id}/participants", web::get().to(participants::list))
-            .route("/sessions/{id}/participants/{user_id}", web::delete().to(participants::remove))
-            .route("/sessions/{id}/qr", web::get().to(web_client::qr)),
-    )
-    .route("/", web::get().to(web_client::home))
-    .route("/join/{id}", web::get().to(web_client::join))
-    .route("/assets/{version}/{path:.+}", web::get().to(web_client::asset))
-    .route("/dev/dashboard", web::get().to(dashboard::show))
-    .route("/dev/dashboard/stats", web::get().to(dashboard::stats))
-    .route("/socket/websocket", web::get().to(socket::upgrade))
-    .route("/metrics", web::get().to(metrics::endpoint))
-    .route("/health", web::get().to(health::basic))
-    .route("/health/detailed", web::get().to(health::detailed))
-    .route("/health/ready", web::get().to(health::ready))
-    .route("/health/live", web::get().to(health::live));
+    let mut paths: Vec<&'static str> = Vec::new();
+    for endpoint in ENDPOINTS {
+        if !paths.contains(&endpoint.path) {
+            paths.push(endpoint.path);
+        }
+    }
+    for path in paths {
+        let mut resource = web::resource(path);
+        for endpoint in ENDPOINTS.iter().filter(|e| e.path == path) {
+            resource = resource.route((endpoint.route)().method(endpoint.method.clone()));
+        }
+        let allow = allowed_methods(path);
+        cfg.service(resource.default_service(web::to(move |req: HttpRequest| {
+            let allow = allow.clone();
+            async move {
+                if req.method() == Method::OPTIONS {
+                    Ok(HttpResponse::NoContent().insert_header((header::ALLOW, allow)).finish())
+                } else {
+                    Err(ApiError::MethodNotAllowed(allow))
+                }
+            }
+        })));
+    }
+}
+
+/// The `Allow` value of a path: its methods, HEAD wherever GET is (answered by
+/// `middleware::head_as_get`), and OPTIONS (answered for every path, CORS preflights included).
+pub fn allowed_methods(path: &str) -> String {
+    let mut methods: Vec<&str> = Vec::new();
+    for endpoint in ENDPOINTS.iter().filter(|e| e.path == path) {
+        methods.push(endpoint.method.as_str());
+        if endpoint.method == Method::GET {
+            methods.push(Method::HEAD.as_str());
+        }
+    }
+    methods.push(Method::OPTIONS.as_str());
+    methods.join(", ")
 }
 
 /// A session id from the path; a malformed one names no session (404).

@@ -7,23 +7,27 @@ use utoipa::ToSchema;
 use super::body::JsonBody;
 use super::error::{ApiError, FieldErrors};
 use super::{bearer_claims, session_id, AppState};
-use crate::domain::{AvatarColor, DisplayName, ParticipantId};
+use crate::domain::{AvatarColor, DisplayName, ParticipantId, HIDDEN};
 use crate::sessions::NewParticipant;
 use crate::views::{ParticipantList, ParticipantView};
 
 /// `POST /api/sessions/{id}/join` body; unknown fields are ignored.
 #[derive(Debug, Default, Deserialize, ToSchema)]
 pub struct JoinRequest {
-    /// 1..=50 characters after trimming.
-    #[schema(min_length = 1, max_length = 50)]
+    /// 1..=50 characters after trimming whitespace, none of them a control character.
+    // Read as an Option so that a missing name is a 422 naming the field. The pattern is
+    // `DisplayName::parse` exactly (Unicode whitespace, the Cc controls): leading and trailing
+    // whitespace, then 1..=50 characters that start and end with neither.
+    #[schema(value_type = String, required = true, pattern = r"^[\t\n\u000b\u000c\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]*([^\u0000-\u0020\u007f-\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]|[^\u0000-\u0020\u007f-\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000][^\u0000-\u001f\u007f-\u009f]{0,48}[^\u0000-\u0020\u007f-\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000])[\t\n\u000b\u000c\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]*$")]
     pub display_name: Option<String>,
     /// `#RRGGBB`; a palette colour when absent.
-    #[schema(pattern = "^#[0-9A-Fa-f]{6}$")]
+    // The lengths keep out the trailing newline that some regex engines let `$` match before.
+    #[schema(pattern = "^#[0-9A-Fa-f]{6}$", min_length = 7, max_length = 7)]
     pub avatar_color: Option<String>,
 }
 
-/// `POST /api/sessions/{id}/join` answer.
-#[derive(Debug, Serialize, ToSchema)]
+/// `POST /api/sessions/{id}/join` answer; `Debug` hides the token.
+#[derive(Serialize, ToSchema)]
 pub struct Joined {
     /// The new participant's id.
     pub user_id: String,
@@ -31,6 +35,16 @@ pub struct Joined {
     pub websocket_token: String,
     /// Where to open the socket: `PUBLIC_URL` (ws/wss) + `/socket/websocket`.
     pub websocket_url: String,
+}
+
+impl std::fmt::Debug for Joined {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Joined")
+            .field("user_id", &self.user_id)
+            .field("websocket_token", &HIDDEN)
+            .field("websocket_url", &self.websocket_url)
+            .finish()
+    }
 }
 
 /// Joins a session; everyone in it gets `participant_joined`.
@@ -47,6 +61,9 @@ pub struct Joined {
         (status = 413, description = "Body over 16384 bytes", body = super::openapi::ErrorBody),
         (status = 415, description = "Body is not application/json", body = super::openapi::ErrorBody),
         (status = 422, description = "Validation failed", body = super::openapi::ValidationErrorBody),
+        (status = 429, description = "Too many joins from this address", body = super::openapi::ErrorBody,
+            headers(("Retry-After" = u64, description = "Whole seconds to wait before trying again")),
+            example = json!({"errors": {"detail": "too many requests"}})),
         (status = 503, description = "Database unavailable", body = super::openapi::ErrorBody),
     )
 )]

@@ -8,23 +8,29 @@ use utoipa::ToSchema;
 use super::body::JsonBody;
 use super::error::{ApiError, FieldErrors};
 use super::{bearer_claims, session_id, AppState};
-use crate::domain::{ExpiresInMinutes, SessionName};
+use crate::domain::{ExpiresInMinutes, SessionName, HIDDEN};
 use crate::sessions::{Created, NewSession};
 use crate::views::{rfc3339, SessionView};
 
 /// `POST /api/sessions` body; unknown fields are ignored.
 #[derive(Debug, Default, Deserialize, ToSchema)]
 pub struct CreateSessionRequest {
-    /// Optional title, at most 100 characters after trimming.
-    #[schema(max_length = 100)]
+    /// Optional title: at most 100 characters after trimming whitespace, none of them a control
+    /// character; blank is no title.
+    // The pattern is `SessionName::parse` exactly; a length limit alone would refuse padded names
+    // that the server accepts.
+    #[schema(
+        pattern = r"^[\t\n\u000b\u000c\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]*([^\u0000-\u0020\u007f-\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]([^\u0000-\u001f\u007f-\u009f]{0,98}[^\u0000-\u0020\u007f-\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000])?)?[\t\n\u000b\u000c\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]*$"
+    )]
     pub name: Option<String>,
-    /// Lifetime in minutes, 1..=1440; 1440 when absent.
-    #[schema(minimum = 1, maximum = 1440)]
-    pub expires_in_minutes: Option<i64>,
+    /// Lifetime in whole minutes, 1..=1440 (`518.0` counts as whole); 1440 when absent.
+    // A JSON number, not an i64, so that a whole number written `518.0` is read as JSON Schema reads it.
+    #[schema(value_type = Option<i64>, minimum = 1, maximum = 1440)]
+    pub expires_in_minutes: Option<serde_json::Number>,
 }
 
-/// `POST /api/sessions` answer.
-#[derive(Debug, Serialize, ToSchema)]
+/// `POST /api/sessions` answer; `Debug` hides the token.
+#[derive(Serialize, ToSchema)]
 pub struct SessionCreated {
     /// The new session's id.
     pub session_id: String,
@@ -38,16 +44,33 @@ pub struct SessionCreated {
     pub creator_token: String,
 }
 
+impl std::fmt::Debug for SessionCreated {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SessionCreated")
+            .field("session_id", &self.session_id)
+            .field("join_link", &self.join_link)
+            .field("expires_at", &self.expires_at)
+            .field("name", &self.name)
+            .field("creator_token", &HIDDEN)
+            .finish()
+    }
+}
+
 /// Creates a session.
 #[utoipa::path(
     post, path = "/api/sessions", tag = "sessions",
-    request_body(content = CreateSessionRequest, content_type = "application/json"),
+    // Not required (`openapi::OptionalBodies`): an empty body is read as `{}`, a session with the defaults.
+    request_body(content = CreateSessionRequest, content_type = "application/json",
+        description = "Optional: an empty body is the same as `{}`"),
     responses(
         (status = 201, description = "Session created", body = SessionCreated),
         (status = 400, description = "Malformed JSON", body = super::openapi::ErrorBody),
         (status = 413, description = "Body over 16384 bytes", body = super::openapi::ErrorBody),
         (status = 415, description = "Body is not application/json", body = super::openapi::ErrorBody),
         (status = 422, description = "Validation failed", body = super::openapi::ValidationErrorBody),
+        (status = 429, description = "Too many sessions created from this address", body = super::openapi::ErrorBody,
+            headers(("Retry-After" = u64, description = "Whole seconds to wait before trying again")),
+            example = json!({"errors": {"detail": "too many requests"}})),
         (status = 503, description = "Database unavailable", body = super::openapi::ErrorBody),
     )
 )]
@@ -64,7 +87,7 @@ pub async fn create(
             None
         }
     };
-    let expires_in = match req.expires_in_minutes.map(ExpiresInMinutes::parse).transpose() {
+    let expires_in = match req.expires_in_minutes.as_ref().map(ExpiresInMinutes::parse_number).transpose() {
         Ok(e) => e.unwrap_or_default(),
         Err(e) => {
             errors.entry("expires_in_minutes".into()).or_default().push(e.to_string());

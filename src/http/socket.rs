@@ -24,12 +24,17 @@ struct SocketParams {
         or without vsn the plain {\"type\",\"data\"} envelope). Join `location:{session_id}`; see the README.",
     params(
         ("token" = String, Query, description = "The participant's websocket_token"),
-        ("vsn" = Option<String>, Query, description = "2.0.0 or 1.0.0; absent for the plain envelope"),
+        ("vsn" = Option<String>, Query, pattern = r"^([12](\..*)?)?$",
+            description = "2.0.0 (any 2 or 2.x) or 1.0.0 (any 1 or 1.x); absent or empty for the plain envelope; \
+                anything else is refused with 400"),
     ),
     responses(
         (status = 101, description = "Switching protocols"),
-        (status = 400, description = "Unsupported vsn", body = super::openapi::ErrorBody),
+        (status = 400, description = "Unsupported vsn, or not a WebSocket upgrade request", body = super::openapi::ErrorBody),
         (status = 403, description = "Missing or invalid token, not a participant, or Origin not allowed", body = super::openapi::ErrorBody),
+        (status = 429, description = "Too many handshakes or open sockets from this address", body = super::openapi::ErrorBody,
+            headers(("Retry-After" = u64, description = "Whole seconds to wait before trying again")),
+            example = json!({"errors": {"detail": "too many requests"}})),
         (status = 503, description = "Draining for shutdown, or the database is down", body = super::openapi::ErrorBody),
     )
 )]

@@ -21,8 +21,9 @@ use bytestring::ByteString;
 use futures_util::task::AtomicWaker;
 use prometheus::IntCounter;
 
-/// One thing to write to a socket.
-#[derive(Debug, Clone, PartialEq)]
+/// One thing to write to a socket; `Debug` shows a frame's length, not its text (it may carry a
+/// position).
+#[derive(Clone, PartialEq)]
 pub enum Outgoing {
     /// A text frame; `droppable` marks `location_update` pushes, which a newer one supersedes.
     Frame {
@@ -35,6 +36,18 @@ pub enum Outgoing {
     ChannelGone(serde_json::Value),
     /// Close the socket with this code and reason, after what is queued before it.
     Close(u16, &'static str),
+}
+
+impl std::fmt::Debug for Outgoing {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Frame { text, droppable } => {
+                f.debug_struct("Frame").field("bytes", &text.len()).field("droppable", droppable).finish()
+            }
+            Self::ChannelGone(join_ref) => f.debug_tuple("ChannelGone").field(join_ref).finish(),
+            Self::Close(code, reason) => f.debug_tuple("Close").field(code).field(reason).finish(),
+        }
+    }
 }
 
 /// What became of a push.

@@ -13,7 +13,7 @@ pub enum Vsn {
     V2,
     /// `vsn=1.x`: `{join_ref, ref, topic, event, payload}`.
     V1,
-    /// No `vsn`: `{"type": event, "data": payload}`, joined to the token's session at connect.
+    /// No `vsn` (or `vsn=`): `{"type": event, "data": payload}`, joined to the token's session at connect.
     Plain,
 }
 
@@ -21,7 +21,8 @@ impl Vsn {
     /// Reads the `vsn` parameter; `None` for a version this server does not speak.
     pub fn from_param(vsn: Option<&str>) -> Option<Self> {
         match vsn {
-            None => Some(Self::Plain),
+            // `vsn=` is what a URL template sends for an unset version: the same as none at all.
+            None | Some("") => Some(Self::Plain),
             Some(v) if v == "2" || v.starts_with("2.") => Some(Self::V2),
             Some(v) if v == "1" || v.starts_with("1.") => Some(Self::V1),
             Some(_) => None,
@@ -41,8 +42,8 @@ impl Vsn {
     pub const ALL: [Vsn; 3] = [Vsn::V2, Vsn::V1, Vsn::Plain];
 }
 
-/// A frame from a client, whatever its framing.
-#[derive(Debug, Clone, PartialEq)]
+/// A frame from a client, whatever its framing; `Debug` hides the payload (it may be a position).
+#[derive(Clone, PartialEq)]
 pub struct InFrame {
     /// The channel join this message belongs to (`null` when absent).
     pub join_ref: Value,
@@ -56,6 +57,19 @@ pub struct InFrame {
     pub payload: Value,
     /// The payload was not readable JSON values (e.g. a number beyond f64).
     pub payload_unreadable: bool,
+}
+
+impl std::fmt::Debug for InFrame {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("InFrame")
+            .field("join_ref", &self.join_ref)
+            .field("msg_ref", &self.msg_ref)
+            .field("topic", &self.topic)
+            .field("event", &self.event)
+            .field("payload", &crate::domain::HIDDEN)
+            .field("payload_unreadable", &self.payload_unreadable)
+            .finish()
+    }
 }
 
 /// A frame that could not be read; carries its ref when one could be found, so it can be answered.
@@ -363,6 +377,7 @@ mod tests {
         assert_eq!(Vsn::from_param(Some("2.0.0")), Some(Vsn::V2));
         assert_eq!(Vsn::from_param(Some("1.0.0")), Some(Vsn::V1));
         assert_eq!(Vsn::from_param(None), Some(Vsn::Plain));
+        assert_eq!(Vsn::from_param(Some("")), Some(Vsn::Plain));
         assert_eq!(Vsn::from_param(Some("3.0.0")), None);
     }
 }

@@ -5,7 +5,7 @@ use chrono::{DateTime, Utc};
 use super::{now, SessionEvent, Sessions, SessionsError};
 use crate::auth::{Claims, Role};
 use crate::db;
-use crate::domain::{EndReason, ExpiresInMinutes, Session, SessionId, SessionName};
+use crate::domain::{EndReason, ExpiresInMinutes, Session, SessionId, SessionName, HIDDEN};
 use crate::telemetry::Chain;
 
 /// What a new session is made of, already checked.
@@ -17,13 +17,19 @@ pub struct NewSession {
     pub expires_in: ExpiresInMinutes,
 }
 
-/// A session just created, and its creator's token.
-#[derive(Debug, Clone)]
+/// A session just created, and its creator's token (which `Debug` hides).
+#[derive(Clone)]
 pub struct Created {
     /// The stored session.
     pub session: Session,
     /// The token that ends it and removes participants.
     pub creator_token: String,
+}
+
+impl std::fmt::Debug for Created {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Created").field("session", &self.session).field("creator_token", &HIDDEN).finish()
+    }
 }
 
 /// Whether SQL's last activity of the session must be checked against the ephemeral store

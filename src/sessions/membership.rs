@@ -6,7 +6,7 @@ use super::lifecycle::activity_in_doubt;
 use super::{now, SessionEvent, Sessions, SessionsError};
 use crate::auth::{Claims, Role};
 use crate::db::{self, participants::JoinOutcome, Step};
-use crate::domain::{AvatarColor, DisplayName, LeaveReason, Participant, ParticipantId, SessionId};
+use crate::domain::{AvatarColor, DisplayName, LeaveReason, Participant, ParticipantId, SessionId, HIDDEN};
 use crate::telemetry::Chain;
 
 /// What a joining participant gives, already checked.
@@ -18,13 +18,19 @@ pub struct NewParticipant {
     pub avatar_color: AvatarColor,
 }
 
-/// A participant just joined, and its token for the socket and for leaving.
-#[derive(Debug, Clone)]
+/// A participant just joined, and its token for the socket and for leaving (which `Debug` hides).
+#[derive(Clone)]
 pub struct Joined {
     /// The stored participant.
     pub participant: Participant,
     /// Its token, for opening sockets and for leaving.
     pub websocket_token: String,
+}
+
+impl std::fmt::Debug for Joined {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Joined").field("participant", &self.participant).field("websocket_token", &HIDDEN).finish()
+    }
 }
 
 /// A listed participant and whether it counts as active now.

@@ -5,10 +5,12 @@
 
 mod auth;
 mod cap;
+mod contract;
 mod edges;
 mod health;
 mod helpers;
 mod limits;
+mod log_secrets;
 mod participants;
 mod process;
 mod sessions;

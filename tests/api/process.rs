@@ -23,8 +23,9 @@ fn free_port() -> u16 {
 }
 
 impl ServerProcess {
-    /// Starts the binary on a free port with a fresh SQLite file, these variables on top, and
-    /// its log (stdout and stderr) in a file; waits until `/health` answers.
+    /// Starts the binary with nothing of the test's environment: a free port, a fresh SQLite
+    /// file, the test secret, these variables on top (any of those but `PORT` may be replaced),
+    /// and its log (stdout and stderr) in a file; waits until it listens.
     pub fn start(vars: &[(&str, &str)]) -> Self {
         let dir = tempfile::tempdir().expect("a temporary directory");
         let port = free_port();
@@ -59,6 +60,11 @@ impl ServerProcess {
             assert!(Instant::now() < deadline, "the server did not listen within 30 s:\n{}", self.log());
             std::thread::sleep(Duration::from_millis(50));
         }
+    }
+
+    /// `http://127.0.0.1:{port}`.
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
     }
 
     /// `127.0.0.1:{port}`.

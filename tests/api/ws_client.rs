@@ -39,7 +39,7 @@ impl Proto {
     /// The framing the server picks for this `vsn` parameter (anything else is refused anyway).
     pub fn from_vsn(vsn: Option<&str>) -> Self {
         match vsn {
-            None => Self::Plain,
+            None | Some("") => Self::Plain,
             Some(v) if v.starts_with('1') => Self::V1,
             Some(_) => Self::V2,
         }
@@ -184,6 +184,11 @@ impl WsClient {
 
     /// Opens a socket with any parameters and `Origin`.
     pub async fn connect_with(app: &TestApp, handshake: &Handshake) -> Result<Self, u16> {
+        Self::connect_to(&app.address, handshake).await
+    }
+
+    /// Opens a socket on any server (`http://host:port`), also one the test did not spawn in-process.
+    pub async fn connect_to(address: &str, handshake: &Handshake) -> Result<Self, u16> {
         let mut query = Vec::new();
         if let Some(token) = &handshake.token {
             query.push(format!("token={token}"));
@@ -191,7 +196,7 @@ impl WsClient {
         if let Some(vsn) = &handshake.vsn {
             query.push(format!("vsn={vsn}"));
         }
-        let url = format!("{}/socket/websocket?{}", app.address.replacen("http://", "ws://", 1), query.join("&"));
+        let url = format!("{}/socket/websocket?{}", address.replacen("http://", "ws://", 1), query.join("&"));
         let mut request = awc::Client::builder().timeout(Duration::from_secs(10)).finish().ws(url.as_str());
         if let Some(origin) = &handshake.origin {
             request = request.origin(origin.as_str());

@@ -301,7 +301,13 @@ async fn subscriber(
                         }
                         Err(Refused::Unreadable(e)) => {
                             metrics.pubsub_refused.with_label_values(&["unreadable"]).inc();
-                            log::warn!("cluster bus: unreadable message from replica {origin}: {}", Chain(&e));
+                            // Not serde's message: it quotes the value at fault, which may be a coordinate.
+                            log::warn!(
+                                "cluster bus: unreadable message from replica {origin}: {:?} error at line {}, column {}",
+                                e.classify(),
+                                e.line(),
+                                e.column()
+                            );
                         }
                     }
                 }
