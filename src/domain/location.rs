@@ -1,6 +1,6 @@
 use std::collections::BTreeMap;
 
-use chrono::{DateTime, Duration, SecondsFormat, Utc};
+use chrono::{DateTime, Datelike, Duration, SecondsFormat, Utc};
 use serde::Serialize;
 use serde_json::{Map, Value};
 
@@ -38,26 +38,7 @@ impl Location {
         let accuracy = optional(payload, "accuracy", |v| (0.0..=100_000.0).contains(&v), &mut errors);
         let heading = optional(payload, "heading", |v| (0.0..360.0).contains(&v), &mut errors);
         let speed = optional(payload, "speed", |v| v >= 0.0, &mut errors);
-        let timestamp = match payload.get("timestamp") {
-            None | Some(Value::Null) => Some(now),
-            Some(Value::String(s)) => match DateTime::parse_from_rfc3339(s) {
-                Ok(t) if t.with_timezone(&Utc) <= now + Duration::seconds(MAX_CLOCK_AHEAD_SECONDS) => {
-                    Some(t.with_timezone(&Utc))
-                }
-                Ok(_) => {
-                    errors.entry("timestamp").or_default().push("must not be more than 60 seconds in the future");
-                    None
-                }
-                Err(_) => {
-                    errors.entry("timestamp").or_default().push("must be an RFC 3339 time");
-                    None
-                }
-            },
-            Some(_) => {
-                errors.entry("timestamp").or_default().push("must be an RFC 3339 time");
-                None
-            }
-        };
+        let timestamp = timestamp(payload, now, &mut errors);
         match (lat, lng, timestamp) {
             (Some(lat), Some(lng), Some(timestamp)) if errors.is_empty() => {
                 Ok(Self { lat, lng, accuracy, heading, speed, timestamp })
@@ -78,6 +59,26 @@ impl Location {
             timestamp: self.timestamp.to_rfc3339_opts(SecondsFormat::AutoSi, true),
         }
     }
+}
+
+/// The client's time of the fix; `now` when it gives none.
+fn timestamp(payload: &Map<String, Value>, now: DateTime<Utc>, errors: &mut LocationErrors) -> Option<DateTime<Utc>> {
+    let message = match payload.get("timestamp") {
+        None | Some(Value::Null) => return Some(now),
+        Some(Value::String(s)) => match DateTime::parse_from_rfc3339(s).map(|t| t.with_timezone(&Utc)) {
+            // A time is broadcast in UTC, and RFC 3339 has years 0000 to 9999 only: an offset
+            // can move a time of year 0000 before it, where it could not be written back.
+            Ok(t) if !(0..=9999).contains(&t.year()) => "is out of range",
+            Ok(t) if t > now + Duration::seconds(MAX_CLOCK_AHEAD_SECONDS) => {
+                "must not be more than 60 seconds in the future"
+            }
+            Ok(t) => return Some(t),
+            Err(_) => "must be an RFC 3339 time",
+        },
+        Some(_) => "must be an RFC 3339 time",
+    };
+    errors.entry("timestamp").or_default().push(message);
+    None
 }
 
 fn number(payload: &Map<String, Value>, field: &'static str, errors: &mut LocationErrors) -> Option<Option<f64>> {
@@ -242,5 +243,19 @@ mod tests {
         let view = loc.view(ParticipantId::new());
         assert_eq!(view.timestamp, "2026-01-27T09:00:00.250Z");
         assert_eq!(view.accuracy, None);
+    }
+
+    /// Found by fuzzing: an offset moved a time of year 0000 into year -1 in UTC, and its
+    /// broadcast `"-0001-12-31T23:00:00Z"` was no RFC 3339 time.
+    #[test]
+    fn refuses_times_that_are_before_year_0000_in_utc() {
+        let errors = parse(json!({"lat": 0, "lng": 0, "timestamp": "0000-01-01T00:00:00+01:00"})).err();
+        assert_eq!(errors.and_then(|e| e.get("timestamp").cloned()), Some(vec!["is out of range"]));
+        for (sent, broadcast) in
+            [("0000-01-01T00:00:00Z", "0000-01-01T00:00:00Z"), ("0000-01-01T00:00:00-01:00", "0000-01-01T01:00:00Z")]
+        {
+            let loc = parse(json!({"lat": 0, "lng": 0, "timestamp": sent})).unwrap_or_else(|e| panic!("{e:?}"));
+            assert_eq!(loc.view(ParticipantId::new()).timestamp, broadcast);
+        }
     }
 }

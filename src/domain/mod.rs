@@ -10,6 +10,7 @@ mod ids;
 mod location;
 mod session;
 mod session_name;
+mod viewing;
 
 pub use avatar_color::AvatarColor;
 pub use display_name::DisplayName;
@@ -18,6 +19,7 @@ pub use ids::{ParticipantId, SessionId};
 pub use location::{Location, LocationErrors, LocationView};
 pub use session::{EndReason, LeaveReason, Participant, Session};
 pub use session_name::SessionName;
+pub use viewing::Viewing;
 
 /// What a `Debug` shows in place of a coordinate or a token: neither may reach a log (SPEC §6),
 /// not even through a `{:?}` of something that carries one.

@@ -151,16 +151,46 @@ pub fn session_id(raw: &str) -> Result<SessionId, ApiError> {
 
 /// The claims of the `Authorization: Bearer …` token.
 pub fn bearer_claims(req: &HttpRequest, tokens: &Tokens) -> Result<Claims, ApiError> {
-    let value = req
-        .headers()
-        .get(header::AUTHORIZATION)
-        .ok_or(ApiError::Unauthorized("missing bearer token"))?
-        .to_str()
-        .map_err(|_| ApiError::Unauthorized("malformed authorization header"))?;
-    let token = value
+    let value = req.headers().get(header::AUTHORIZATION).ok_or(ApiError::Unauthorized("missing bearer token"))?;
+    Ok(tokens.verify(bearer_token(value.as_bytes())?)?)
+}
+
+/// The token of an `Authorization` header value: the scheme `Bearer` (any case), a space, the token.
+pub fn bearer_token(header_value: &[u8]) -> Result<&str, ApiError> {
+    // What `HeaderValue::to_str` accepts: visible ASCII, space and tab.
+    let readable = header_value.iter().all(|&b| b == b'\t' || (b' '..=b'~').contains(&b));
+    let value = std::str::from_utf8(header_value)
+        .ok()
+        .filter(|_| readable)
+        .ok_or(ApiError::Unauthorized("malformed authorization header"))?;
+    value
         .split_once(' ')
         .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
         .map(|(_, token)| token.trim())
-        .ok_or(ApiError::Unauthorized("authorization must be a Bearer token"))?;
-    Ok(tokens.verify(token)?)
+        .ok_or(ApiError::Unauthorized("authorization must be a Bearer token"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn detail(result: Result<&str, ApiError>) -> String {
+        result.map_or_else(|e| e.to_string(), |t| format!("token {t}"))
+    }
+
+    #[test]
+    fn bearer_token_reads_the_scheme_in_any_case() {
+        assert_eq!(detail(bearer_token(b"Bearer abc")), "token abc");
+        assert_eq!(detail(bearer_token(b"bEaReR   abc ")), "token abc");
+        assert_eq!(detail(bearer_token(b"Bearer ")), "token ");
+    }
+
+    #[test]
+    fn bearer_token_refuses_other_schemes_and_bytes() {
+        assert_eq!(detail(bearer_token(b"Basic abc")), "authorization must be a Bearer token");
+        assert_eq!(detail(bearer_token(b"Bearer")), "authorization must be a Bearer token");
+        assert_eq!(detail(bearer_token(b"Bearer\tabc")), "authorization must be a Bearer token");
+        assert_eq!(detail(bearer_token("Bearer é".as_bytes())), "malformed authorization header");
+        assert_eq!(detail(bearer_token(b"Bearer a\x7fb")), "malformed authorization header");
+    }
 }
