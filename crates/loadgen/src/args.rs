@@ -10,6 +10,10 @@ use std::path::PathBuf;
 use clap::error::ErrorKind;
 use clap::{Args as ClapArgs, Parser, Subcommand};
 
+mod soak;
+
+pub use soak::SoakArgs;
+
 /// What the run does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
@@ -21,6 +25,8 @@ pub enum Mode {
     Churn,
     /// REST create + join throughput and latency.
     Rest,
+    /// Fan-out, churn, REST and abusers at once for minutes; the server's RSS and open files.
+    Soak,
 }
 
 impl Mode {
@@ -31,6 +37,7 @@ impl Mode {
             Self::Idle => "idle",
             Self::Churn => "churn",
             Self::Rest => "rest",
+            Self::Soak => "soak",
         }
     }
 }
@@ -103,6 +110,8 @@ pub struct Args {
     pub worker: Option<(usize, usize)>,
     /// No progress lines on stderr.
     pub quiet: bool,
+    /// Soak: the rest of its options.
+    pub soak: SoakArgs,
 }
 
 const AFTER_HELP: &str = "\
@@ -214,6 +223,9 @@ enum ModeCli {
     #[command(after_help = "C concurrent clients doing POST /api/sessions + POST /api/sessions/{id}/join, \
                             as fast as they are answered.")]
     Rest(RestCli),
+    /// Fan-out, churn, REST and abusive clients at once: is the server's memory flat?
+    #[command(after_help = soak::ABOUT)]
+    Soak(soak::SoakCli),
 }
 
 #[derive(Debug, ClapArgs)]
@@ -476,6 +488,7 @@ where
         processes: cli.processes,
         worker: cli.worker,
         quiet: cli.quiet,
+        soak: SoakArgs::default(),
     };
     match cli.mode {
         ModeCli::Fanout(m) => {
@@ -499,6 +512,10 @@ where
         ModeCli::Rest(m) => {
             a.mode = Mode::Rest;
             (a.concurrency, a.duration) = (m.concurrency, m.duration);
+        }
+        ModeCli::Soak(m) => {
+            a.mode = Mode::Soak;
+            soak::apply(m, &mut a)?;
         }
     }
     Ok(a)
@@ -564,6 +581,8 @@ impl Args {
                 push("--reuse", self.reuse.to_string());
             }
             Mode::Rest => push("--concurrency", self.concurrency.to_string()),
+            // Never split: a soak's samples are gathered in the memory of its one process.
+            Mode::Soak => {}
         }
         v.push("--quiet".to_owned());
         v
@@ -646,6 +665,7 @@ mod tests {
         }
         assert!(help("help churn").contains("--settle"));
         assert!(help("rest --help").contains("[default: 16]"));
+        assert!(top.contains("soak"), "{top}");
         // A bare `loadgen` shows the help too (on stderr, exit code 2).
         let bare = parse_line("").err().map(|e| e.kind());
         assert_eq!(bare, Some(ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand));

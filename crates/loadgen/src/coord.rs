@@ -26,11 +26,21 @@ pub fn fds_needed(a: &Args) -> u64 {
         Mode::Idle => a.sockets as u64 + setup,
         Mode::Churn => ((a.rate * 5.0) as u64).clamp(64, 8192) * 2,
         Mode::Rest => a.concurrency as u64 * 2,
+        Mode::Soak => {
+            let s = &a.soak;
+            let churn = ((s.churn_rate * 5.0) as u64).clamp(64, 8192) * 2;
+            let abuse = (s.abuse_sockets + s.abuse_half_open * 2 + 32) as u64;
+            (a.sessions * a.participants) as u64 + setup + churn + s.rest_clients as u64 * 2 + abuse
+        }
     }
 }
 
 /// How many processes: as asked, else enough for each to stay under its file limit.
 pub fn processes_for(a: &Args, nofile: u64) -> usize {
+    if a.mode == Mode::Soak {
+        // Its samples are gathered in this process's memory (soak::LIVE).
+        return 1;
+    }
     a.processes.unwrap_or_else(|| {
         let per = nofile.saturating_sub(FD_RESERVE).max(64);
         fds_needed(a).div_ceil(per).clamp(1, 64) as usize
@@ -205,7 +215,7 @@ impl Workers {
 }
 
 /// Sleeps until a wall-clock time (µs), waking early on Ctrl-C.
-fn sleep_until_wall(t: i64) {
+pub fn sleep_until_wall(t: i64) {
     while !sys::stopped() {
         let left = t - wall_now_us();
         if left <= 0 {
@@ -317,6 +327,17 @@ pub fn run(args: Args, nofile: u64) -> u8 {
                 tl.loadgen_end = sys::sample(&own);
                 tl.measured_seconds = ((wall_now_us().min(end) - t0).max(0)) as f64 / 1e6;
             }
+            Mode::Soak => {
+                let end = t0 + secs(args.duration);
+                log(&format!("running: {:.0} s, a sample every {:.0} s", args.duration, args.soak.sample_every));
+                sleep_until_wall(t0);
+                tl.window_start = sys::sample(pids);
+                tl.loadgen_start = sys::sample(&own);
+                tl.soak = crate::soak::verdict::watch(&args, t0, &|| health(&rt));
+                tl.window_end = sys::sample(pids);
+                tl.loadgen_end = sys::sample(&own);
+                tl.measured_seconds = ((wall_now_us().min(end) - t0).max(0)) as f64 / 1e6;
+            }
             Mode::Churn => {
                 log(&format!("running: {:.0} s", args.duration));
                 sleep_until_wall(t0);
@@ -356,6 +377,19 @@ pub fn run(args: Args, nofile: u64) -> u8 {
     if missing == n {
         eprintln!("error: no worker reported");
         return 1;
+    }
+    if args.mode == Mode::Soak {
+        if let Some(v) = report.pointer("/flatness/verdict").and_then(|v| v.as_str()) {
+            eprintln!("loadgen: soak: {v}");
+        }
+        let failed = crate::soak::verdict::failures(&report);
+        // Loudly, --quiet or not: a limit that does not hold is what a soak is for.
+        for f in &failed {
+            eprintln!("error: soak check failed: {f}");
+        }
+        if !failed.is_empty() && !tl.interrupted {
+            return 1;
+        }
     }
     if tl.interrupted {
         130

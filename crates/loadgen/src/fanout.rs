@@ -287,8 +287,10 @@ async fn socket_task(mut ws: Ws, me: Me, env: Rc<Env>, shared: Rc<Shared>) {
                         break 'outer;
                     }
                     if due_wall >= run.measure_start_wall && due_wall < run.measure_end_wall {
+                        let peers = me.peers.get().saturating_sub(1);
                         stats.sent.set(stats.sent.get() + 1);
-                        stats.expected.set(stats.expected.get() + me.peers.get().saturating_sub(1));
+                        stats.expected.set(stats.expected.get() + peers);
+                        stats.window_expected(due_wall, peers);
                     }
                 }
             }
@@ -334,8 +336,10 @@ fn on_frame(env: &Env, shared: &Shared, text: &str) {
     match classify(text) {
         Frame::Location(Some(ts)) => match (parse_micros(ts), shared.run.get()) {
             (Some(due), Some(run)) if due >= run.measure_start_wall && due < run.measure_end_wall => {
+                let latency = wall_now_us() - due;
                 stats.received.set(stats.received.get() + 1);
-                stats.latency.borrow_mut().record(wall_now_us() - due);
+                stats.latency.borrow_mut().record(latency);
+                stats.window_received(due, latency);
             }
             (Some(_), _) => {}
             (None, _) => stats.add("bad_timestamps", 1),

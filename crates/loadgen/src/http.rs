@@ -152,6 +152,8 @@ async fn drive<T>(
 pub struct Client {
     target: Target,
     source_addrs: u8,
+    /// Every connection from this address instead of the spread (the soak's abusers).
+    fixed_source: Option<IpAddr>,
     idle: RefCell<Vec<Conn>>,
     opened: Cell<usize>,
 }
@@ -159,7 +161,12 @@ pub struct Client {
 impl Client {
     /// A client for `target`, spreading its connections over `source_addrs` addresses.
     pub fn new(target: Target, source_addrs: u8, salt: usize) -> Self {
-        Self { target, source_addrs, idle: RefCell::new(Vec::new()), opened: Cell::new(salt) }
+        Self { target, source_addrs, fixed_source: None, idle: RefCell::new(Vec::new()), opened: Cell::new(salt) }
+    }
+
+    /// A client whose every connection comes from `source`.
+    pub fn bound_to(target: Target, source: IpAddr) -> Self {
+        Self { fixed_source: Some(source), ..Self::new(target, 0, 0) }
     }
 
     async fn once(
@@ -206,7 +213,7 @@ impl Client {
     async fn open(&self) -> io::Result<Conn> {
         let j = self.opened.get();
         self.opened.set(j + 1);
-        let source = source_addr(&self.target, self.source_addrs, j);
+        let source = self.fixed_source.or_else(|| source_addr(&self.target, self.source_addrs, j));
         match tokio::time::timeout(REQUEST_TIMEOUT, Conn::open(&self.target, source)).await {
             Ok(c) => c,
             Err(_) => Err(io::Error::new(io::ErrorKind::TimedOut, "connect timed out")),
@@ -293,6 +300,15 @@ pub async fn leave(client: &Client, session_id: &str, who: &Joined) -> Result<()
         Ok(r) if r.status == 204 => Ok(()),
         Ok(r) => Err(call_error("leave", Ok(&r))),
         Err(e) => Err(call_error("leave", Err(&e))),
+    }
+}
+
+/// `GET /api/sessions/{id}`.
+pub async fn get_session(client: &Client, session_id: &str) -> Result<(), CallError> {
+    match client.request("GET", &format!("/api/sessions/{session_id}"), None, None).await {
+        Ok(r) if r.status == 200 => Ok(()),
+        Ok(r) => Err(call_error("get", Ok(&r))),
+        Err(e) => Err(call_error("get", Err(&e))),
     }
 }
 

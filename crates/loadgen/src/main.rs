@@ -11,6 +11,7 @@ mod http;
 mod report;
 mod rest;
 mod schedule;
+mod soak;
 mod stats;
 mod sys;
 mod timefmt;

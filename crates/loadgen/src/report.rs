@@ -43,6 +43,8 @@ pub struct Timeline {
     pub interrupted: bool,
     /// Workers that sent no report.
     pub missing_workers: usize,
+    /// Soak: the samples of the server and of the legitimate traffic.
+    pub soak: Vec<crate::soak::verdict::Sample>,
 }
 
 fn round(x: f64, places: i32) -> f64 {
@@ -87,6 +89,16 @@ pub fn build(a: &Args, m: &WorkerReport, tl: &Timeline) -> Value {
         Mode::Idle => json!({"sockets": a.sockets, "per_session": a.per_session, "heartbeat_s": a.heartbeat}),
         Mode::Churn => json!({"rate_per_s": a.rate, "reuse": a.reuse, "settle_s": a.settle}),
         Mode::Rest => json!({"concurrency": a.concurrency}),
+        Mode::Soak => {
+            let s = &a.soak;
+            json!({"sessions": a.sessions, "participants": a.participants, "rate_hz": a.rate,
+                   "heartbeat_s": a.heartbeat, "churn_rate_per_s": s.churn_rate, "reuse": a.reuse,
+                   "rest_clients": s.rest_clients, "rest_rate_hz": s.rest_rate, "sample_every_s": s.sample_every,
+                   "warmup_s": s.warmup, "abuse_addr": s.abuse_addr.to_string(), "abuse_every_s": s.abuse_every,
+                   "abuse_sockets": s.abuse_sockets, "abuse_handshakes": s.abuse_handshakes,
+                   "abuse_creates": s.abuse_creates, "abuse_half_open": s.abuse_half_open,
+                   "abuse_frame_bytes": s.abuse_frame_bytes, "max_loss": s.max_loss})
+        }
     };
     if let (Some(c), Value::Object(e)) = (config.as_object_mut(), extra) {
         c.extend(e);
@@ -108,7 +120,7 @@ pub fn build(a: &Args, m: &WorkerReport, tl: &Timeline) -> Value {
                        "closed_early": m.get("closed_early")}),
             );
         }
-        Mode::Churn | Mode::Rest => {}
+        Mode::Churn | Mode::Rest | Mode::Soak => {}
     }
     match a.mode {
         Mode::Fanout => {
@@ -181,6 +193,7 @@ pub fn build(a: &Args, m: &WorkerReport, tl: &Timeline) -> Value {
                 },
             );
         }
+        Mode::Soak => crate::soak::verdict::insert(a, m, tl, &mut r),
         Mode::Rest => {
             let (c_ok, j_ok) = (m.get("create_ok"), m.get("join_ok"));
             r.insert(
@@ -260,7 +273,8 @@ pub fn table(report: &Value) -> String {
     let mut rows = Vec::new();
     if let Value::Object(map) = report {
         for (k, v) in map {
-            if k == "error_samples" {
+            // Each soak sample was printed as a line of its own as it was taken.
+            if k == "error_samples" || k == "samples" {
                 continue;
             }
             flatten(k, v, &mut rows);

@@ -70,6 +70,10 @@ pub struct Stats {
     pub open: Cell<u64>,
     /// Delivery (or cycle) latency, µs.
     pub latency: RefCell<Hist>,
+    /// Soak: deliveries by the window their update was due in (`None`: not counted by window).
+    pub windows: RefCell<Option<Windows>>,
+    /// Reports of the parts of a run that counted on their own (soak), merged into this one's.
+    pub nested: RefCell<WorkerReport>,
     hists: RefCell<BTreeMap<&'static str, Hist>>,
     errors: RefCell<BTreeMap<String, u64>>,
     samples: RefCell<Vec<String>>,
@@ -79,6 +83,30 @@ impl Stats {
     /// Adds to a named counter.
     pub fn add(&self, key: &'static str, n: u64) {
         *self.counters.borrow_mut().entry(key).or_default() += n;
+    }
+
+    /// A named counter (0 when absent).
+    pub fn get(&self, key: &str) -> u64 {
+        self.counters.borrow().get(key).copied().unwrap_or(0)
+    }
+
+    /// Counts `n` deliveries expected of an update due at `due_wall` (µs), when counting by window.
+    pub fn window_expected(&self, due_wall: i64, n: u64) {
+        if let Some(w) = self.windows.borrow_mut().as_mut() {
+            if let Some(win) = w.at(due_wall) {
+                win.expected += n;
+            }
+        }
+    }
+
+    /// Counts a delivery of an update due at `due_wall` (µs) and its latency, when counting by window.
+    pub fn window_received(&self, due_wall: i64, latency_us: i64) {
+        if let Some(w) = self.windows.borrow_mut().as_mut() {
+            if let Some(win) = w.at(due_wall) {
+                win.received += 1;
+                win.latency.record(latency_us);
+            }
+        }
     }
 
     /// Records a value in a named histogram.
@@ -116,7 +144,47 @@ impl Stats {
         if self.latency.borrow().len() > 0 {
             r.hists.insert("latency".to_owned(), self.latency.borrow().clone());
         }
+        r.merge(&self.nested.borrow());
         r
+    }
+}
+
+/// One window's deliveries: those of the updates due in it, wherever they arrived.
+#[derive(Debug, Clone, Default)]
+pub struct Window {
+    /// Deliveries expected.
+    pub expected: u64,
+    /// Deliveries received.
+    pub received: u64,
+    /// Their latency, µs.
+    pub latency: Hist,
+}
+
+/// Deliveries by window of due time: window `k` is `[start + k * every, start + (k + 1) * every)`
+/// in wall µs, the unit of the due times the updates carry.
+#[derive(Debug, Clone)]
+pub struct Windows {
+    start_wall: i64,
+    every_us: i64,
+    open: BTreeMap<u64, Window>,
+}
+
+impl Windows {
+    /// Windows of `every_us` from `start_wall`.
+    pub fn new(start_wall: i64, every_us: i64) -> Self {
+        Self { start_wall, every_us: every_us.max(1), open: BTreeMap::new() }
+    }
+
+    /// The window of a due time; `None` before the start.
+    fn at(&mut self, due_wall: i64) -> Option<&mut Window> {
+        let k = u64::try_from((due_wall - self.start_wall).div_euclid(self.every_us)).ok()?;
+        Some(self.open.entry(k).or_default())
+    }
+
+    /// Takes the windows up to `k` (inclusive); what arrives for them later starts them anew.
+    pub fn take_through(&mut self, k: u64) -> Vec<(u64, Window)> {
+        let later = self.open.split_off(&(k + 1));
+        std::mem::replace(&mut self.open, later).into_iter().collect()
     }
 }
 
@@ -149,5 +217,38 @@ mod tests {
         let back: WorkerReport = serde_json::from_str(&text).unwrap_or_default();
         assert_eq!(back.hist("latency").summary(), m.hist("latency").summary());
         assert_eq!(back.counters, m.counters);
+    }
+
+    #[test]
+    fn deliveries_count_by_the_window_they_were_due_in() {
+        let s = Stats::default();
+        s.window_expected(1_000, 3);
+        assert!(s.windows.borrow().is_none());
+        *s.windows.borrow_mut() = Some(Windows::new(1_000, 100));
+        s.window_expected(999, 5); // before the start: not counted
+        s.window_expected(1_000, 3);
+        s.window_received(1_050, 20);
+        s.window_received(1_099, 40);
+        s.window_expected(1_100, 2);
+        s.window_received(1_250, 7);
+        let mut w = s.windows.borrow_mut().take().unwrap_or_else(|| Windows::new(0, 1));
+        let first = w.take_through(1);
+        assert_eq!(first.iter().map(|(k, w)| (*k, w.expected, w.received)).collect::<Vec<_>>(), [(0, 3, 2), (1, 2, 0)]);
+        assert_eq!(first[0].1.latency.summary().max, 40);
+        let rest = w.take_through(5);
+        assert_eq!(rest.iter().map(|(k, w)| (*k, w.received)).collect::<Vec<_>>(), [(2, 1)]);
+        assert!(w.take_through(9).is_empty());
+    }
+
+    #[test]
+    fn nested_reports_are_merged_in() {
+        let s = Stats::default();
+        s.add("held", 1);
+        let inner = Stats::default();
+        inner.add("held", 2);
+        inner.fail("x: y");
+        s.nested.borrow_mut().merge(&inner.report());
+        let r = s.report();
+        assert_eq!((r.get("held"), r.errors.get("x")), (3, Some(&1)));
     }
 }

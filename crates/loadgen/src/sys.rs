@@ -210,6 +210,18 @@ pub fn rss_bytes(pid: u32) -> io::Result<u64> {
     parse_status_rss(&status).ok_or_else(|| io::Error::other("no VmRSS in /proc status"))
 }
 
+/// Files a process has open: the entries of `/proc/PID/fd`.
+#[cfg(target_os = "linux")]
+pub fn open_files(pid: u32) -> io::Result<u64> {
+    Ok(std::fs::read_dir(format!("/proc/{pid}/fd"))?.count() as u64)
+}
+
+/// Another process's open files: only Linux's /proc has them here.
+#[cfg(not(target_os = "linux"))]
+pub fn open_files(_pid: u32) -> io::Result<u64> {
+    Err(io::Error::new(io::ErrorKind::Unsupported, "open files are read from /proc (Linux only)"))
+}
+
 /// Another process's CPU time: only Linux's /proc has it here.
 #[cfg(not(target_os = "linux"))]
 pub fn cpu_seconds(_pid: u32) -> io::Result<f64> {
@@ -294,6 +306,11 @@ mod tests {
             assert!(rss_bytes(me).is_ok_and(|r| r > 0));
             assert!(cpu_seconds(me).is_ok_and(|c| c >= 0.0));
             assert!(sample(&[me]).is_some());
+            let before = open_files(me).unwrap_or_else(|e| panic!("{e}"));
+            // Other tests of this process open and close files too: a margin, not an exact count.
+            let files: Vec<_> = (0..20).filter_map(|_| std::fs::File::open("/proc/self/status").ok()).collect();
+            assert!(open_files(me).is_ok_and(|n| n >= before + 10), "the files opened are counted");
+            drop(files);
         } else {
             assert_eq!(sample(&[me]), None);
         }

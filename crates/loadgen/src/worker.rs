@@ -79,6 +79,7 @@ async fn thread_main(env: Rc<Env>, ready: mpsc::Sender<()>, go: Go) {
         Mode::Fanout | Mode::Idle => crate::fanout::run(env, ready, go).await,
         Mode::Churn => crate::churn::run(env, ready, go).await,
         Mode::Rest => crate::rest::run(env, ready, go).await,
+        Mode::Soak => crate::soak::run(env, ready, go).await,
     }
 }
 

@@ -7,7 +7,7 @@ use std::time::Duration;
 use futures_util::{SinkExt, StreamExt};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
-use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::{self, Message};
 use tokio_tungstenite::WebSocketStream;
 
 use crate::args::Target;
@@ -26,17 +26,41 @@ fn config() -> WebSocketConfig {
 
 /// Opens `GET /socket/websocket?token=…&vsn=2.0.0` from `source`.
 pub async fn connect(target: &Target, source: Option<IpAddr>, token: &str) -> Result<Ws, String> {
+    connect_or_refused(target, source, token).await.map_err(|e| e.detail)
+}
+
+/// Why a socket did not open: the HTTP status when the server answered the handshake without
+/// upgrading, and `reason: detail` as [`connect`] says it.
+#[derive(Debug)]
+pub struct ConnectError {
+    /// The answer's status, when there was one.
+    pub status: Option<u16>,
+    /// `reason: detail`.
+    pub detail: String,
+}
+
+/// Like [`connect`], keeping the status of a refused handshake (the soak's abusers count 429s).
+pub async fn connect_or_refused(target: &Target, source: Option<IpAddr>, token: &str) -> Result<Ws, ConnectError> {
+    let other = |detail: String| ConnectError { status: None, detail };
     let attempt = async {
-        let stream = connect_tcp(target.socket_addr(), source).await.map_err(|e| format!("connect_io: {e}"))?;
+        let stream = connect_tcp(target.socket_addr(), source).await.map_err(|e| other(format!("connect_io: {e}")))?;
         let url = format!("ws://{}/socket/websocket?token={token}&vsn=2.0.0", target.host);
-        let (ws, _) = tokio_tungstenite::client_async_with_config(url, stream, Some(config()))
-            .await
-            .map_err(|e| format!("connect_handshake: {e}"))?;
-        Ok(ws)
+        match tokio_tungstenite::client_async_with_config(url, stream, Some(config())).await {
+            Ok((ws, _)) => Ok(ws),
+            Err(e) => {
+                let status = match &e {
+                    tungstenite::Error::Http(resp) => Some(resp.status().as_u16()),
+                    _ => None,
+                };
+                // The status in the reason, so a report tells a 429 from a 403 at a glance.
+                let reason = status.map_or("connect_handshake".to_owned(), |s| format!("connect_handshake_{s}"));
+                Err(ConnectError { status, detail: format!("{reason}: {e}") })
+            }
+        }
     };
     match tokio::time::timeout(CONNECT_TIMEOUT, attempt).await {
         Ok(r) => r,
-        Err(_) => Err("connect_timeout: no handshake in time".to_owned()),
+        Err(_) => Err(other("connect_timeout: no handshake in time".to_owned())),
     }
 }
 

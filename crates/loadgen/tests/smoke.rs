@@ -16,23 +16,24 @@ struct Server {
 }
 
 fn start_server() -> Server {
+    // Every smoke run comes from 127.0.0.1, faster than any person would: the abuse limits are
+    // off, said here rather than exempted in the server.
+    start_server_with(&[
+        ("CREATE_SESSIONS_PER_MINUTE", "0"),
+        ("JOINS_PER_MINUTE", "0"),
+        ("SOCKET_CONNECTS_PER_MINUTE", "0"),
+        ("MAX_SOCKETS_PER_ADDRESS", "0"),
+        ("MAX_SOCKETS_PER_PARTICIPANT", "0"),
+    ])
+}
+
+/// A server with these settings on top of the test server's.
+fn start_server_with(settings: &[(&str, &str)]) -> Server {
+    let settings: Vec<(String, String)> = settings.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         actix_rt::System::new().block_on(async move {
-            // Every smoke run comes from 127.0.0.1, faster than any person would: the abuse
-            // limits are off, said here rather than exempted in the server.
-            let server = location_sharing::testing::spawn_app_with(|vars| {
-                for limit in [
-                    "CREATE_SESSIONS_PER_MINUTE",
-                    "JOINS_PER_MINUTE",
-                    "SOCKET_CONNECTS_PER_MINUTE",
-                    "MAX_SOCKETS_PER_ADDRESS",
-                    "MAX_SOCKETS_PER_PARTICIPANT",
-                ] {
-                    vars.insert(limit.into(), "0".into());
-                }
-            })
-            .await;
+            let server = location_sharing::testing::spawn_app_with(|vars| vars.extend(settings)).await;
             tx.send(server.address.clone()).expect("the test waits for the address");
             // Never returns: the server (and its database file) lives as long as the test process.
             std::future::pending::<()>().await;
@@ -222,6 +223,80 @@ fn rest_smoke() {
     assert!(report["requests"]["create"]["ok"].as_u64().unwrap() > 0, "{report:#}");
     assert_eq!(report["requests"]["create"]["failed"], 0);
     assert_eq!(report["requests"]["join"]["failed"], 0);
+}
+
+#[test]
+fn soak_smoke() {
+    // The limits on, small enough for the abusers to meet them within seconds; the legitimate
+    // load of 5 s over two source addresses stays far under them.
+    let server = start_server_with(&[
+        ("CREATE_SESSIONS_PER_MINUTE", "20"),
+        ("JOINS_PER_MINUTE", "100"),
+        ("SOCKET_CONNECTS_PER_MINUTE", "60"),
+        ("MAX_SOCKETS_PER_ADDRESS", "100"),
+        ("MAX_SOCKETS_PER_PARTICIPANT", "2"),
+    ]);
+    let started = std::time::Instant::now();
+    let (report, out) = loadgen(
+        &server,
+        &[
+            "soak",
+            "--duration",
+            "5",
+            "--sample-every",
+            "1",
+            "--warmup",
+            "1",
+            "--sessions",
+            "2",
+            "--participants",
+            "3",
+            "--rate",
+            "2",
+            "--churn-rate",
+            "2",
+            "--rest-clients",
+            "1",
+            "--rest-rate",
+            "1",
+            "--abuse-every",
+            "4",
+            "--abuse-sockets",
+            "6",
+            "--abuse-half-open",
+            "4",
+        ],
+    );
+    assert_eq!(report["mode"], "soak");
+    let samples = report["samples"].as_array().unwrap();
+    assert_eq!(samples.len(), 6, "one at the start and one a second: {report:#}");
+    for s in samples {
+        assert!(s["rss_bytes"].as_u64().unwrap() > 0 && s["open_files"].as_u64().unwrap() > 0, "{s}");
+    }
+    assert!(samples[1..].iter().all(|s| s["deliveries"].as_u64().unwrap() > 0), "{report:#}");
+    assert_keys(&report, &["/flatness/verdict", "/flatness/rss_mib/slope_per_10min", "/server/rss_bytes_end"]);
+    assert_eq!(report["checks"]["failed"], serde_json::json!([]), "{report:#}");
+    assert_eq!(report["legit"]["fanout"]["deliveries"]["lost"], 0, "{report:#}");
+    assert_eq!(report["legit"]["refused_by_a_limit"], 0, "{report:#}");
+    assert!(report["legit"]["churn"]["ok"].as_u64().unwrap() >= 8, "{report:#}");
+    assert!(report["legit"]["rest"]["ok"].as_u64().unwrap() >= 4, "{report:#}");
+    // What the abusers saw: each of them refused.
+    let abuse = &report["abuse"];
+    // One round, 2 s in: the next would start after the end (and find the buckets still empty).
+    assert_eq!(abuse["rounds"], 1, "{report:#}");
+    assert!(abuse["create_flood"]["refused_429"].as_u64().unwrap() > 0, "{report:#}");
+    assert_eq!(abuse["create_flood"]["without_retry_after"], 0);
+    assert!(abuse["handshake_flood"]["refused_429"].as_u64().unwrap() > 0, "{report:#}");
+    // 6 sockets on one token, 2 allowed: the 4 oldest closed.
+    assert_eq!(abuse["socket_cap"]["closed_1008"], 4, "{report:#}");
+    assert_eq!(abuse["socket_cap"]["rounds_not_oldest_first"], 0, "{report:#}");
+    assert_eq!(abuse["oversize"]["closed_1009"], 1, "{report:#}");
+    assert_eq!(abuse["garbage"]["socket_survived"], 1, "{report:#}");
+    assert_eq!(abuse["half_open"]["closed"], 4, "{report:#}");
+    assert_eq!(abuse["half_open"]["still_open"], 0);
+    let lines = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(lines.lines().filter(|l| l.starts_with("soak t=")).count(), 6, "{lines}");
+    assert!(started.elapsed() < Duration::from_secs(25), "took {:?}", started.elapsed());
 }
 
 #[test]
