@@ -58,6 +58,27 @@ impl Limit {
     }
 }
 
+/// The three per-minute buckets of an address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Bucket {
+    /// `CREATE_SESSIONS_PER_MINUTE`.
+    CreateSessions,
+    /// `JOINS_PER_MINUTE`.
+    Joins,
+    /// `SOCKET_CONNECTS_PER_MINUTE`.
+    SocketConnects,
+}
+
+impl From<Bucket> for Limit {
+    fn from(bucket: Bucket) -> Self {
+        match bucket {
+            Bucket::CreateSessions => Self::CreateSessions,
+            Bucket::Joins => Self::Joins,
+            Bucket::SocketConnects => Self::SocketConnects,
+        }
+    }
+}
+
 /// A request refused by a limit, and when trying again may succeed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[error("too many requests")]
@@ -101,13 +122,12 @@ impl AbuseLimits {
         }
     }
 
-    /// Takes one cell of the bucket of `limit` (one of the three per-minute limits) for `client`.
-    pub fn admit(&self, limit: Limit, client: ClientKey) -> Result<(), Refused> {
-        let bucket = match limit {
-            Limit::CreateSessions => &self.creates,
-            Limit::Joins => &self.joins,
-            Limit::SocketConnects => &self.connects,
-            Limit::SocketsPerAddress | Limit::SocketsPerParticipant => return Ok(()),
+    /// Takes one cell of `client`'s `bucket`.
+    pub fn admit(&self, which: Bucket, client: ClientKey) -> Result<(), Refused> {
+        let bucket = match which {
+            Bucket::CreateSessions => &self.creates,
+            Bucket::Joins => &self.joins,
+            Bucket::SocketConnects => &self.connects,
         };
         let Some(bucket) = bucket else {
             return Ok(());
@@ -117,7 +137,7 @@ impl AbuseLimits {
         }
         bucket.check_key(&client).map_err(|not_until| {
             let wait = not_until.wait_time_from(DefaultClock::default().now());
-            self.refuse(limit, wait.as_secs() + u64::from(wait.subsec_nanos() > 0))
+            self.refuse(which.into(), wait.as_secs() + u64::from(wait.subsec_nanos() > 0))
         })
     }
 
@@ -135,13 +155,8 @@ impl AbuseLimits {
         Ok(SocketSlot { limits: self.clone(), client })
     }
 
-    /// Counts a refusal by a limit enforced elsewhere (the per-participant cap).
-    pub fn count(&self, limit: Limit) {
-        self.metrics.limit_refusals.with_label_values(&[limit.label()]).inc();
-    }
-
     fn refuse(&self, limit: Limit, retry_after_secs: u64) -> Refused {
-        self.count(limit);
+        self.metrics.limit_refusals.with_label_values(&[limit.label()]).inc();
         Refused { limit, retry_after_secs: retry_after_secs.max(1) }
     }
 
@@ -227,13 +242,13 @@ mod tests {
     fn a_bucket_holds_its_per_minute_figure_then_says_when_to_retry() {
         let abuse = limits(|l| l.create_sessions_per_minute = 3);
         for _ in 0..3 {
-            assert_eq!(abuse.admit(Limit::CreateSessions, key(1)), Ok(()));
+            assert_eq!(abuse.admit(Bucket::CreateSessions, key(1)), Ok(()));
         }
-        let refused = abuse.admit(Limit::CreateSessions, key(1)).err();
+        let refused = abuse.admit(Bucket::CreateSessions, key(1)).err();
         // One cell comes back every 20 s.
         assert!(refused.is_some_and(|r| r.limit == Limit::CreateSessions && (19..=20).contains(&r.retry_after_secs)));
-        assert_eq!(abuse.admit(Limit::CreateSessions, key(2)), Ok(()), "other addresses are not affected");
-        assert_eq!(abuse.admit(Limit::Joins, key(1)), Ok(()), "buckets are separate");
+        assert_eq!(abuse.admit(Bucket::CreateSessions, key(2)), Ok(()), "other addresses are not affected");
+        assert_eq!(abuse.admit(Bucket::Joins, key(1)), Ok(()), "buckets are separate");
         let refusals = abuse.metrics.limit_refusals.with_label_values(&["create_sessions"]).get();
         assert_eq!(refusals, 1);
     }
@@ -244,7 +259,7 @@ mod tests {
             l.joins_per_minute = 0;
             l.max_sockets_per_address = 0;
         });
-        assert!((0..10_000).all(|_| abuse.admit(Limit::Joins, key(1)).is_ok()));
+        assert!((0..10_000).all(|_| abuse.admit(Bucket::Joins, key(1)).is_ok()));
         let slots: Vec<_> = (0..5000).filter_map(|_| abuse.open_socket(key(1)).ok()).collect();
         assert_eq!(slots.len(), 5000);
     }
@@ -266,7 +281,7 @@ mod tests {
         // A large figure refills within milliseconds, so every address is idle at once.
         let abuse = limits(|l| l.joins_per_minute = 600_000);
         for n in 0..10_000 {
-            let _ = abuse.admit(Limit::Joins, key(n));
+            let _ = abuse.admit(Bucket::Joins, key(n));
         }
         let slot = abuse.open_socket(key(1));
         std::thread::sleep(Duration::from_millis(20));

@@ -7,7 +7,7 @@ use serde::Deserialize;
 use super::error::ApiError;
 use super::throttle::client_of;
 use super::AppState;
-use crate::abuse::Limit;
+use crate::abuse::Bucket;
 use crate::realtime::protocol::Vsn;
 use crate::realtime::socket::SocketActor;
 
@@ -45,7 +45,7 @@ pub async fn upgrade(state: web::Data<AppState>, req: HttpRequest) -> Result<Htt
     // Every handshake takes a cell, whatever follows; the slot is held from here so that sockets
     // being checked count too, and given back if the handshake fails.
     let client = client_of(&req, &state);
-    state.abuse.admit(Limit::SocketConnects, client).map_err(ApiError::from)?;
+    state.abuse.admit(Bucket::SocketConnects, client).map_err(ApiError::from)?;
     let slot = state.abuse.open_socket(client).map_err(ApiError::from)?;
     if let Some(origin) = req.headers().get(header::ORIGIN) {
         let allowed = origin.to_str().is_ok_and(|o| {

@@ -9,7 +9,7 @@ use actix_web::{web, Error, HttpRequest, ResponseError};
 
 use super::error::ApiError;
 use super::AppState;
-use crate::abuse::{ClientKey, Limit};
+use crate::abuse::{Bucket, ClientKey};
 
 /// The client a request is limited as (SPEC §11: the peer, or `X-Forwarded-For` through
 /// `TRUSTED_PROXIES`).
@@ -19,10 +19,10 @@ pub fn client_of(req: &HttpRequest, state: &AppState) -> ClientKey {
     ClientKey::resolve(req.peer_addr().map(|a| a.ip()), forwarded.into_iter(), &state.settings.trusted_proxies)
 }
 
-async fn throttle(limit: Limit, req: ServiceRequest, next: Next<BoxBody>) -> Result<ServiceResponse<BoxBody>, Error> {
+async fn throttle(bucket: Bucket, req: ServiceRequest, next: Next<BoxBody>) -> Result<ServiceResponse<BoxBody>, Error> {
     if let Some(state) = req.app_data::<web::Data<AppState>>() {
         let client = client_of(req.request(), state);
-        if let Err(refused) = state.abuse.admit(limit, client) {
+        if let Err(refused) = state.abuse.admit(bucket, client) {
             let res = ApiError::from(refused).error_response();
             return Ok(req.into_response(res));
         }
@@ -32,10 +32,10 @@ async fn throttle(limit: Limit, req: ServiceRequest, next: Next<BoxBody>) -> Res
 
 /// `CREATE_SESSIONS_PER_MINUTE`, on `POST /api/sessions`.
 pub async fn creates(req: ServiceRequest, next: Next<BoxBody>) -> Result<ServiceResponse<BoxBody>, Error> {
-    throttle(Limit::CreateSessions, req, next).await
+    throttle(Bucket::CreateSessions, req, next).await
 }
 
 /// `JOINS_PER_MINUTE`, on `POST /api/sessions/{id}/join`.
 pub async fn joins(req: ServiceRequest, next: Next<BoxBody>) -> Result<ServiceResponse<BoxBody>, Error> {
-    throttle(Limit::Joins, req, next).await
+    throttle(Bucket::Joins, req, next).await
 }
