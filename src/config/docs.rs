@@ -86,6 +86,21 @@ pub const SETTINGS: &[SettingDoc] = &[
         help: "open sockets per participant; the oldest closes (1008) past it; 0: off",
     },
     SettingDoc {
+        name: "FAST_UPDATE_INTERVAL_MS",
+        default: "1000",
+        help: "rate_advice interval while another participant looks at the map",
+    },
+    SettingDoc {
+        name: "IDLE_UPDATE_INTERVAL_MS",
+        default: "15000",
+        help: "rate_advice interval while nobody else looks; must stay below LOCATION_TTL_SECONDS",
+    },
+    SettingDoc {
+        name: "GEOCODER_URL",
+        default: "(unset)",
+        help: "a Nominatim-compatible search for the web client's destination box; unset: coordinates only",
+    },
+    SettingDoc {
         name: "TILE_URL",
         default: "OpenStreetMap's standard tiles",
         help: "web client map tiles: an http(s) URL with {z}, {x} and {y}; none or empty: no tiles",

@@ -37,6 +37,10 @@ pub struct Limits {
     pub max_sockets_per_address: u32,
     /// `MAX_SOCKETS_PER_PARTICIPANT` open at once; 0: no limit.
     pub max_sockets_per_participant: u32,
+    /// `FAST_UPDATE_INTERVAL_MS`: the advised interval while somebody else looks at the map.
+    pub fast_update_interval: Duration,
+    /// `IDLE_UPDATE_INTERVAL_MS`: the advised interval while nobody else does.
+    pub idle_update_interval: Duration,
 }
 
 impl Default for Limits {
@@ -58,6 +62,8 @@ impl Default for Limits {
             socket_connects_per_minute: 600,
             max_sockets_per_address: 1000,
             max_sockets_per_participant: 5,
+            fast_update_interval: Duration::from_millis(1000),
+            idle_update_interval: Duration::from_millis(15_000),
         }
     }
 }

@@ -1,6 +1,7 @@
 //! Typed settings from the environment (and `.env`), one clear error per bad variable.
 
 mod docs;
+mod geocoder;
 mod limits;
 mod proxies;
 mod values;
@@ -10,6 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub use docs::{SettingDoc, SETTINGS};
+pub use geocoder::GeocoderUrl;
 pub use limits::Limits;
 pub use proxies::TrustedProxies;
 pub use values::{
@@ -51,6 +53,8 @@ pub struct Settings {
     pub admin_token: Option<AdminToken>,
     /// Peers whose `X-Forwarded-For` names the client (SPEC §11); empty: none.
     pub trusted_proxies: TrustedProxies,
+    /// A Nominatim-compatible search the web client offers for picking a destination; `None`: no search box.
+    pub geocoder_url: Option<GeocoderUrl>,
 }
 
 /// A setting that cannot be used; the message names the variable.
@@ -130,6 +134,12 @@ impl Settings {
                 Some(v) => positive::<u64>(name, v).map(Duration::from_secs),
             }
         };
+        let millis = |name: &'static str, default: Duration| -> Result<Duration, ConfigError> {
+            match get(name) {
+                None => Ok(default),
+                Some(v) => positive::<u64>(name, v).map(Duration::from_millis),
+            }
+        };
         let count = |name: &'static str, default: u64| -> Result<u64, ConfigError> {
             match get(name) {
                 None => Ok(default),
@@ -163,9 +173,32 @@ impl Settings {
             socket_connects_per_minute: limit("SOCKET_CONNECTS_PER_MINUTE", d.socket_connects_per_minute)?,
             max_sockets_per_address: limit("MAX_SOCKETS_PER_ADDRESS", d.max_sockets_per_address)?,
             max_sockets_per_participant: limit("MAX_SOCKETS_PER_PARTICIPANT", d.max_sockets_per_participant)?,
+            fast_update_interval: millis("FAST_UPDATE_INTERVAL_MS", d.fast_update_interval)?,
+            idle_update_interval: millis("IDLE_UPDATE_INTERVAL_MS", d.idle_update_interval)?,
         };
+        // Idle clients must still refresh their position before it expires, or they vanish from the map.
+        if limits.idle_update_interval >= limits.location_ttl {
+            return Err(ConfigError {
+                variable: "IDLE_UPDATE_INTERVAL_MS",
+                reason: format!(
+                    "{} ms must stay below LOCATION_TTL_SECONDS ({} s), or idle positions expire between updates",
+                    limits.idle_update_interval.as_millis(),
+                    limits.location_ttl.as_secs()
+                ),
+            });
+        }
+        if limits.fast_update_interval > limits.idle_update_interval {
+            return Err(ConfigError {
+                variable: "FAST_UPDATE_INTERVAL_MS",
+                reason: "must not be above IDLE_UPDATE_INTERVAL_MS".into(),
+            });
+        }
         let trusted_proxies = TrustedProxies::parse(get("TRUSTED_PROXIES").unwrap_or(""))
             .map_err(|reason| ConfigError { variable: "TRUSTED_PROXIES", reason })?;
+        let geocoder_url = get("GEOCODER_URL")
+            .map(GeocoderUrl::parse)
+            .transpose()
+            .map_err(|reason| ConfigError { variable: "GEOCODER_URL", reason })?;
         let db_pool_size = to_u32("DB_POOL_SIZE", count("DB_POOL_SIZE", 10)?)?;
         let max_connections = get("MAX_CONNECTIONS")
             .map(|v| positive::<u64>("MAX_CONNECTIONS", v).and_then(|n| to_usize("MAX_CONNECTIONS", n)))
@@ -196,6 +229,7 @@ impl Settings {
             tile_url,
             admin_token,
             trusted_proxies,
+            geocoder_url,
         })
     }
 
@@ -286,10 +320,25 @@ mod tests {
             (vec![("JOINS_PER_MINUTE", "-1")], "JOINS_PER_MINUTE"),
             (vec![("MAX_SOCKETS_PER_PARTICIPANT", "many")], "MAX_SOCKETS_PER_PARTICIPANT"),
             (vec![("TRUSTED_PROXIES", "10.0.0.0/33")], "TRUSTED_PROXIES"),
+            (vec![("IDLE_UPDATE_INTERVAL_MS", "30000")], "IDLE_UPDATE_INTERVAL_MS"),
+            (vec![("LOCATION_TTL_SECONDS", "10")], "IDLE_UPDATE_INTERVAL_MS"),
+            (vec![("IDLE_UPDATE_INTERVAL_MS", "0")], "IDLE_UPDATE_INTERVAL_MS"),
+            (vec![("FAST_UPDATE_INTERVAL_MS", "20000")], "FAST_UPDATE_INTERVAL_MS"),
+            (vec![("GEOCODER_URL", "nominatim.example")], "GEOCODER_URL"),
         ] {
             let err = settings(&pairs).err().map(|e| e.variable);
             assert_eq!(err, Some(variable), "{pairs:?}");
         }
+    }
+
+    #[test]
+    fn update_intervals_fit_the_location_ttl() {
+        let s = settings(&[("LOCATION_TTL_SECONDS", "10"), ("IDLE_UPDATE_INTERVAL_MS", "9999")])
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(s.limits.idle_update_interval, Duration::from_millis(9999));
+        assert_eq!(s.limits.fast_update_interval, Duration::from_millis(1000));
+        let err = settings(&[("IDLE_UPDATE_INTERVAL_MS", "30000")]).err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(err.contains("LOCATION_TTL_SECONDS"), "{err}");
     }
 
     #[test]
