@@ -195,8 +195,9 @@ pub struct UpdateSessionRequest {
 fn changes_of(body: &serde_json::Map<String, serde_json::Value>) -> Result<Changes, ApiError> {
     use serde_json::Value;
     let mut errors = FieldErrors::new();
+    // `null` counts as absent, as for every field; only `name` gives null a meaning (clear it).
     let locked = match body.get("locked") {
-        None => None,
+        None | Some(Value::Null) => None,
         Some(Value::Bool(b)) => Some(*b),
         Some(_) => {
             errors.entry("locked".into()).or_default().push("must be true or false".into());

@@ -1,9 +1,9 @@
 """Schemathesis hooks: the bearer tokens this run's own requests were given.
 
 A created session's `creator_token` and a join's `websocket_token` are kept as they arrive, and
-the DELETE calls on that session or participant are sent with them. Supplied this way the token
-counts as real credentials, so the `ignored_auth` check then also probes each such call without a
-token and with a wrong one, and expects 401 for both.
+the DELETE, PUT and PATCH calls on that session or participant are sent with them. Supplied this
+way the token counts as real credentials, so the `ignored_auth` check then also probes each such
+call without a token and with a wrong one, and expects 401 for both.
 """
 
 import schemathesis
@@ -32,7 +32,7 @@ def after_call(context, case, response):
 
 
 # refresh_interval=None: every case asks again, for the token of the session it names.
-@schemathesis.auth(refresh_interval=None, retry_on=[]).apply_to(method="DELETE")
+@schemathesis.auth(refresh_interval=None, retry_on=[]).apply_to(method=["DELETE", "PUT", "PATCH"])
 class RunTokens:
     def get(self, case, context):
         params = case.path_parameters or {}
