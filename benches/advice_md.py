@@ -46,8 +46,8 @@ def fmt(v, digits=0):
 def mmm(vals, digits=0):
     vals = [v for v in vals if v is not None]
     if not vals:
-        return "- | - | -"
-    return f"{fmt(min(vals), digits)} | {fmt(statistics.median(vals), digits)} | {fmt(max(vals), digits)}"
+        return "-"
+    return f"{fmt(min(vals), digits)} / {fmt(statistics.median(vals), digits)} / {fmt(max(vals), digits)}"
 
 
 def machine():
@@ -94,7 +94,7 @@ print("SPEC §8: a participant's advice is fast while at least one *other* parti
       "with V = 1 only the viewer itself (watched by nobody) goes idle; with V = 0 everybody does.\n")
 
 print("## Updates and deliveries\n")
-print("| run | V | updates / s | deliveries / s | lost | clients fast / idle at the end | "
+print("| run | V | updates / s | deliveries / s | lost | clients at the end (median) | "
       f"updates per session in {hours:g} h |")
 print("|---|---:|---:|---:|---:|---:|---:|")
 
@@ -102,7 +102,7 @@ print("|---|---:|---:|---:|---:|---:|---:|")
 def row(label, v, rs):
     fast = [get(r, "advice.clients_fast_at_end") for r in rs if r]
     idle = [get(r, "advice.clients_idle_at_end") for r in rs if r]
-    fi = f"{fmt(statistics.median(fast))} / {fmt(statistics.median(idle))}" if fast and idle else "-"
+    fi = f"{fmt(statistics.median(fast))} fast, {fmt(statistics.median(idle))} idle" if fast and idle else "-"
     print(f"| {label} | {v} | {mmm([get(r, 'updates.per_second') for r in rs], 1)} | "
           f"{mmm([get(r, 'deliveries.per_second') for r in rs], 0)} | "
           f"{mmm([get(r, 'deliveries.lost') for r in rs], 0)} | {fi} | "
@@ -112,11 +112,11 @@ def row(label, v, rs):
 row("baseline (advice ignored)", viewers[0], base)
 for v in viewers:
     row("following the advice", v, follow[v])
-print("\nEach cell is min | median | max over the repeats. The full rate is "
+print("\nEach cell is min / median / max over the repeats. The full rate is "
       f"{participants} updates/s ({participants * 3600 * hours:,.0f} updates per session in {hours:g} h).\n")
 
 print("## Ratio with the advice to without\n")
-print("Per repeat, the run that follows the advice over that repeat's baseline (min | median | max):\n")
+print("Per repeat, the run that follows the advice over that repeat's baseline (min / median / max):\n")
 print("| V | updates | deliveries | fewer updates in the evening (per session) |")
 print("|---:|---:|---:|---:|")
 for v in viewers:
