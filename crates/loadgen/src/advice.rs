@@ -30,7 +30,7 @@ use crate::sys;
 use crate::timefmt::{format_micros, parse_micros, wall_now_us};
 use crate::worker::{sleep_until_ns, wait_go, Env, Go};
 use crate::ws::{self, classify, Frame, Ws};
-use pacer::{Class, Pacer};
+use pacer::{Class, Glance, Pacer};
 
 /// The run once started: sending starts at `t0_ns` and ends at `send_end_ns` (clock ns); the
 /// measured window is in wall µs, the unit of the timestamps the updates carry.
@@ -110,6 +110,8 @@ struct Me {
     peers: Rc<Cell<u64>>,
     notify: Rc<Notify>,
     class: Rc<Cell<Class>>,
+    /// A glancing viewer's first look after the start, and the look and period, ns.
+    glance: Option<(u64, u64, u64)>,
 }
 
 struct Handle {
@@ -261,7 +263,13 @@ async fn setup_session(
             env.stats.fail(&e);
             continue;
         }
-        let visible = q < a.advice.viewers;
+        // A glancing viewer starts not looking; its looks are staggered over the period.
+        let viewer = q < a.advice.viewers;
+        let visible = viewer && a.advice.glance.is_none();
+        let glance = a.advice.glance.filter(|_| viewer).map(|(on, off)| {
+            let period = ((on + off) * 1e9) as u64;
+            (period / a.advice.viewers as u64 * q as u64, (on * 1e9) as u64, period)
+        });
         if let Err(e) = socket.send(Message::text(ws::viewing_frame(&topic, 2, visible))).await {
             env.stats.fail(&format!("send_io: {e}"));
             continue;
@@ -273,7 +281,8 @@ async fn setup_session(
         // Phases evenly staggered over a period, across the whole run's clients.
         let phase = j as f64 / (a.sessions * a.participants) as f64;
         let pacer = Pacer::new(a.rate, phase, !a.advice.ignore_advice);
-        let me = Me { j, topic: topic.clone(), peers: peers.clone(), notify: notify.clone(), class: class.clone() };
+        let me =
+            Me { j, topic: topic.clone(), peers: peers.clone(), notify: notify.clone(), class: class.clone(), glance };
         let task = tokio::task::spawn_local(socket_task(socket, me, pacer, env.clone(), shared.clone()));
         handles.push(Handle { notify, class, task });
     }
@@ -298,10 +307,23 @@ async fn socket_task(mut ws: Ws, me: Me, mut pacer: Pacer, env: Rc<Env>, shared:
     let mut msg_ref: u64 = 2;
     let mut k: u64 = 0;
     let mut failed: Option<String> = None;
+    let mut looking = false;
     let (lat0, lng0) = (37.0 + (me.j % 1000) as f64 * 0.001, -122.0 + (me.j / 1000 % 1000) as f64 * 0.001);
     loop {
         let run = shared.run.get();
         let due = run.and_then(|r| pacer.next_ns().filter(|d| *d < r.send_end_ns));
+        let glance = run.zip(me.glance).map(|(r, (offset_ns, on_ns, period_ns))| Glance {
+            t0_ns: r.t0_ns,
+            offset_ns,
+            on_ns,
+            period_ns,
+        });
+        let now = clock.now_ns();
+        // Due now when the viewer should be looking and is not (or the other way round).
+        let toggle = glance.filter(|_| run.is_some_and(|r| now < r.send_end_ns)).map(|g| match g.at(now) {
+            (want, _) if want != looking => now,
+            (_, next) => next,
+        });
         tokio::select! {
             biased;
             () = me.notify.notified() => {
@@ -333,6 +355,25 @@ async fn socket_task(mut ws: Ws, me: Me, mut pacer: Pacer, env: Rc<Env>, shared:
                         i.sent += 1;
                         i.expected += peers;
                     });
+                }
+            }
+            () = sleep_until_opt(&env, toggle) => {
+                let (Some(g), Some(r)) = (glance, run) else { continue };
+                let now = clock.now_ns();
+                if now >= r.send_end_ns {
+                    continue;
+                }
+                let (want, _) = g.at(now);
+                if want != looking {
+                    looking = want;
+                    msg_ref += 1;
+                    if let Err(e) = ws.send(Message::text(ws::viewing_frame(&me.topic, msg_ref, want))).await {
+                        failed = Some(format!("send_io: {e}"));
+                        break;
+                    }
+                    if want {
+                        stats.add("glances", 1);
+                    }
                 }
             }
             m = ws.next() => match m {

@@ -606,6 +606,9 @@ impl Args {
                 push("--viewers", self.advice.viewers.to_string());
                 push("--sample-every", self.advice.sample_every.to_string());
                 push("--evening-hours", self.advice.evening_hours.to_string());
+                if let Some((on, off)) = self.advice.glance {
+                    push("--glance", format!("{on},{off}"));
+                }
                 if self.advice.ignore_advice {
                     v.push("--ignore-advice".to_owned());
                 }

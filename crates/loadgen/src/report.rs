@@ -92,7 +92,8 @@ pub fn build(a: &Args, m: &WorkerReport, tl: &Timeline) -> Value {
         Mode::Advice => json!({"sessions": a.sessions, "participants": a.participants, "viewers": a.advice.viewers,
                                "rate_hz": a.rate, "ignore_advice": a.advice.ignore_advice,
                                "warmup_s": a.warmup, "drain_s": a.drain, "heartbeat_s": a.heartbeat,
-                               "sample_every_s": a.advice.sample_every, "evening_hours": a.advice.evening_hours}),
+                               "sample_every_s": a.advice.sample_every, "evening_hours": a.advice.evening_hours,
+                               "glance_s": a.advice.glance.map(|(on, off)| [on, off])}),
         Mode::Soak => {
             let s = &a.soak;
             json!({"sessions": a.sessions, "participants": a.participants, "rate_hz": a.rate,

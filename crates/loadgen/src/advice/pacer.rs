@@ -85,6 +85,36 @@ impl Pacer {
     }
 }
 
+/// A glancing viewer's looks: it looks for `on_ns` from each `t0_ns + offset_ns + n * period_ns`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Glance {
+    /// When sending starts.
+    pub t0_ns: u64,
+    /// This viewer's first look, after `t0_ns`.
+    pub offset_ns: u64,
+    /// How long a look lasts.
+    pub on_ns: u64,
+    /// From one look's start to the next.
+    pub period_ns: u64,
+}
+
+impl Glance {
+    /// Whether the viewer looks at `t_ns`, and when that changes next.
+    pub fn at(&self, t_ns: u64) -> (bool, u64) {
+        let first = self.t0_ns + self.offset_ns;
+        if t_ns < first {
+            return (false, first);
+        }
+        let period = self.period_ns.max(1);
+        let start = first + (t_ns - first) / period * period;
+        if t_ns - start < self.on_ns {
+            (true, start + self.on_ns)
+        } else {
+            (false, start + period)
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -176,6 +206,16 @@ mod tests {
         p.start(0);
         let sent = drive(&mut p, 40 * S, &[(3 * S + 1, 15_000)]);
         assert_eq!(sent, vec![0, S, 2 * S, 3 * S, 18 * S, 33 * S]);
+    }
+
+    #[test]
+    fn glances_come_and_go() {
+        let g = Glance { t0_ns: 10 * S, offset_ns: 5 * S, on_ns: 2 * S, period_ns: 20 * S };
+        assert_eq!(g.at(0), (false, 15 * S));
+        assert_eq!(g.at(15 * S), (true, 17 * S));
+        assert_eq!(g.at(16 * S), (true, 17 * S));
+        assert_eq!(g.at(17 * S), (false, 35 * S));
+        assert_eq!(g.at(36 * S), (true, 37 * S));
     }
 
     #[test]

@@ -61,6 +61,7 @@ pub fn insert(a: &Args, m: &WorkerReport, tl: &Timeline, r: &mut Map<String, Val
         "advice".into(),
         json!({"followed": !a.advice.ignore_advice, "viewers_per_session": a.advice.viewers,
                "viewing_true": m.get("viewing_true"), "viewing_false": m.get("viewing_false"),
+               "glances": m.get("glances"),
                "pushes": m.get("advice_pushes"), "changes": m.get("advice_changes"),
                "interval_ms_min": (iv.count > 0).then_some(iv.min), "interval_ms_max": (iv.count > 0).then_some(iv.max),
                "watchers_min": (w.count > 0).then_some(w.min), "watchers_max": (w.count > 0).then_some(w.max),

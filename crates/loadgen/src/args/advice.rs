@@ -17,11 +17,14 @@ pub struct AdviceArgs {
     pub sample_every: f64,
     /// The "evening" the totals are extrapolated to, hours.
     pub evening_hours: f64,
+    /// Viewers glance: look for `.0` seconds every `.0 + .1`, their looks evenly staggered
+    /// (`None`: they look all the time).
+    pub glance: Option<(f64, f64)>,
 }
 
 impl Default for AdviceArgs {
     fn default() -> Self {
-        Self { viewers: 3, ignore_advice: false, sample_every: 10.0, evening_hours: 4.0 }
+        Self { viewers: 3, ignore_advice: false, sample_every: 10.0, evening_hours: 4.0, glance: None }
     }
 }
 
@@ -31,7 +34,9 @@ S sessions x P participants, one socket each. Right after joining, V participant
 session send `viewing` {\"visible\": true} and the others {\"visible\": false}. Every client then
 follows `rate_advice` {interval_ms, watchers}: it sends at most once per advised interval (at
 --rate until its first advice; sooner at once when the advice speeds up). With --ignore-advice
-it sends at --rate whatever it is told: the baseline. Reported: updates/s sent, deliveries/s
+it sends at --rate whatever it is told: the baseline. With --glance ON,OFF the viewers look only
+ON s out of every ON+OFF s (they say visible false at the start, then true and false in turn),
+their looks evenly staggered over the period. Reported: updates/s sent, deliveries/s
 received, their ratio to the full rate (S x P x --rate), per --sample-every interval the updates
 and deliveries and how many clients were advised fast (interval <= 1/--rate) or idle, and the
 updates of one session extrapolated to --evening-hours.";
@@ -100,10 +105,24 @@ pub(super) struct AdviceCli {
         value_parser = parse_hours,
     )]
     evening_hours: f64,
+    /// Viewers look for ON seconds out of every ON+OFF (staggered), instead of all the time
+    #[arg(long, value_name = "ON,OFF", value_parser = parse_glance)]
+    glance: Option<(f64, f64)>,
     #[command(flatten)]
     heartbeat: HeartbeatCli,
     #[command(flatten)]
     setup: SetupCli,
+}
+
+fn parse_glance(raw: &str) -> Result<(f64, f64), String> {
+    let bad = || "expected ON,OFF: seconds looking, then seconds not, each more than 0".to_owned();
+    let (on, off) = raw.split_once(',').ok_or_else(bad)?;
+    let (on, off) = (on.trim().parse::<f64>().map_err(|_| bad())?, off.trim().parse::<f64>().map_err(|_| bad())?);
+    if on.is_finite() && off.is_finite() && on > 0.0 && off > 0.0 && on + off <= 86_400.0 {
+        Ok((on, off))
+    } else {
+        Err(bad())
+    }
 }
 
 fn parse_hours(raw: &str) -> Result<f64, String> {
@@ -128,6 +147,7 @@ pub(super) fn apply(m: AdviceCli, a: &mut Args) -> Result<(), clap::Error> {
         ignore_advice: m.ignore_advice,
         sample_every: m.sample_every,
         evening_hours: m.evening_hours,
+        glance: m.glance,
     };
     Ok(())
 }
@@ -153,7 +173,9 @@ mod tests {
                      --evening-hours 2.5 --duration 3")
         .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!((a.sessions, a.participants, a.rate, a.duration), (4, 10, 5.0, 3.0));
-        assert_eq!(a.advice, AdviceArgs { viewers: 0, ignore_advice: true, sample_every: 1.0, evening_hours: 2.5 });
+        let want = AdviceArgs { viewers: 0, ignore_advice: true, sample_every: 1.0, evening_hours: 2.5, glance: None };
+        assert_eq!(a.advice, want);
+        assert_eq!(run("advice --glance 30,270").map(|a| a.advice.glance), Ok(Some((30.0, 270.0))));
         assert!(run("advice --participants 3 --viewers 3").is_ok());
     }
 
@@ -177,6 +199,8 @@ mod tests {
             ("advice --evening-hours 25", "--evening-hours <HOURS>': expected a number of hours"),
             ("advice --ignore-advice=yes", "unexpected value 'yes' for '--ignore-advice'"),
             ("advice --sockets 3", "unexpected argument '--sockets'"),
+            ("advice --glance 30", "--glance <ON,OFF>': expected ON,OFF"),
+            ("advice --glance 0,10", "--glance <ON,OFF>': expected ON,OFF"),
         ] {
             let e = run(line).err().unwrap_or_default();
             assert!(e.contains(needle), "{line:?}: {e:?} should contain {needle:?}");
@@ -186,7 +210,10 @@ mod tests {
 
     #[test]
     fn worker_argv_round_trips() {
-        for line in ["advice --viewers 1 --ignore-advice --sample-every 2 --evening-hours 3", "advice --sessions 3"] {
+        for line in [
+            "advice --viewers 1 --ignore-advice --sample-every 2 --evening-hours 3",
+            "advice --sessions 3 --glance 1.5,4",
+        ] {
             let a = run(line).unwrap_or_else(|e| panic!("{e}"));
             let argv = std::iter::once("loadgen".to_owned()).chain(a.worker_argv(0, 2));
             let w = parse_from(argv).unwrap_or_else(|e| panic!("{line}: {e}"));
