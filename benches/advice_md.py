@@ -67,6 +67,8 @@ def machine():
 
 base = [load(f"advice-base-{i}") for i in range(1, runs + 1)]
 follow = {v: [load(f"advice-follow{v}-{i}") for i in range(1, runs + 1)] for v in viewers}
+glance_runs = [load(f"advice-glance-{i}") for i in range(1, runs + 1)]
+glance = env.get("BENCH_ADVICE_GLANCE", "")
 first = next((r for r in base + [r for rs in follow.values() for r in rs] if r), None)
 participants = get(first, "config.participants") or 50
 hours = get(first, "config.evening_hours") or 4
@@ -88,7 +90,14 @@ print(f"One session of {participants} participants, one WebSocket each, against 
       "run per V:\n")
 print(f"- **baseline** (`--ignore-advice`, V = {viewers[0]}): every client sends at 1 Hz whatever it is told;")
 print("- **following**: every client sends at most once per advised interval (1 Hz until its first advice, "
-      "and at once when an advice speeds it up past an update it owes).\n")
+      "and at once when an advice speeds it up past an update it owes);")
+if glance:
+    on, off = (float(x) for x in glance.split(","))
+    print(f"- **glancing** (`--glance {glance}`): following, and the 3 viewers start hidden and each looks "
+          f"for {on:g} s out of every {on + off:g} s, their looks evenly staggered, so that somebody has the map "
+          f"open {min(1.0, 3 * on / (on + off)):.0%} of the time: an evening in miniature.\n")
+else:
+    print()
 print("SPEC §8: a participant's advice is fast while at least one *other* participant has the map open "
       "(`watchers` ≥ 1), idle otherwise. So with V ≥ 2 every participant is watched by somebody and stays fast; "
       "with V = 1 only the viewer itself (watched by nobody) goes idle; with V = 0 everybody does.\n")
@@ -112,6 +121,8 @@ def row(label, v, rs):
 row("baseline (advice ignored)", viewers[0], base)
 for v in viewers:
     row("following the advice", v, follow[v])
+if glance:
+    row(f"glancing ({glance} s)", 3, glance_runs)
 print("\nEach cell is min / median / max over the repeats. The full rate is "
       f"{participants} updates/s ({participants * 3600 * hours:,.0f} updates per session in {hours:g} h).\n")
 
@@ -119,9 +130,10 @@ print("## Ratio with the advice to without\n")
 print("Per repeat, the run that follows the advice over that repeat's baseline (min / median / max):\n")
 print("| V | updates | deliveries | fewer updates in the evening (per session) |")
 print("|---:|---:|---:|---:|")
-for v in viewers:
+variants = [(v, follow[v]) for v in viewers] + ([("3 glancing", glance_runs)] if glance else [])
+for v, rs in variants:
     ups, dels, saved = [], [], []
-    for b, f in zip(base, follow[v]):
+    for b, f in zip(base, rs):
         bu, fu = get(b, "updates.per_second"), get(f, "updates.per_second")
         bd, fd = get(b, "deliveries.per_second"), get(f, "deliveries.per_second")
         if bu and fu is not None:
@@ -134,9 +146,10 @@ for v in viewers:
     print(f"| {v} | {mmm(ups, 3)} | {mmm(dels, 3)} | {mmm(saved, 0)} |")
 print()
 
-sample = next((r for r in follow[viewers[0]] if r), None)
+label, pool = (f"glancing, --glance {glance}", glance_runs) if glance else (f"following, V = {viewers[0]}", follow[viewers[0]])
+sample = next((r for r in pool if r), None)
 if sample and sample.get("intervals"):
-    print(f"## One run's intervals (following, V = {viewers[0]}, repeat 1)\n")
+    print(f"## One run's intervals ({label}, first repeat)\n")
     print("| from (s) | updates / s | deliveries / s | advice pushes | fast | idle | not advised |")
     print("|---:|---:|---:|---:|---:|---:|---:|")
     for i in sample["intervals"]:
