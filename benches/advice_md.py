@@ -102,6 +102,10 @@ print("SPEC §8: a participant's advice is fast while at least one *other* parti
       "(`watchers` ≥ 1), idle otherwise. So with V ≥ 2 every participant is watched by somebody and stays fast; "
       "with V = 1 only the viewer itself (watched by nobody) goes idle; with V = 0 everybody does.\n")
 
+pushes = [get(r, "advice.pushes") for rs in follow.values() for r in rs if r]
+if pushes and not any(pushes):
+    print("**The server pushed no `rate_advice`** (a server without SPEC §8): every client stayed at the "
+          "full rate, and the figures below say nothing about the advice.\n")
 print("## Updates and deliveries\n")
 print("| run | V | updates / s | deliveries / s | lost | clients at the end (median) | "
       f"updates per session in {hours:g} h |")
