@@ -440,8 +440,11 @@ fn on_frame(env: &Env, shared: &Shared, me: &Me, pacer: &mut Pacer, text: &str) 
             if pacer.advised_ms() != Some(interval_ms) {
                 stats.add("advice_changes", 1);
             }
-            stats.record("advice_interval_ms", interval_ms as i64);
-            stats.record("advice_watchers", watchers as i64);
+            // Pushes by value, exactly (a histogram would round 15000 to its bucket).
+            let mut nested = stats.nested.borrow_mut();
+            *nested.counters.entry(format!("advice.interval_ms.{interval_ms}")).or_default() += 1;
+            *nested.counters.entry(format!("advice.watchers.{watchers}")).or_default() += 1;
+            drop(nested);
             pacer.advise(interval_ms);
             me.class.set(pacer.class());
             shared.count(wall_now_us(), |i| i.pushes += 1);

@@ -1,6 +1,8 @@
 //! The advice run's part of the report: updates and deliveries per second, their ratio to the
 //! full rate, the advice seen, one line per interval, and one session's evening.
 
+use std::collections::BTreeMap;
+
 use serde_json::{json, Map, Value};
 
 use super::{interval_key, Interval};
@@ -30,6 +32,11 @@ fn intervals(m: &WorkerReport) -> Vec<(u64, Interval)> {
         .collect()
 }
 
+/// Pushes by value, from the counters `PREFIX{value}`.
+fn values(m: &WorkerReport, prefix: &str) -> BTreeMap<u64, u64> {
+    m.counters.iter().filter_map(|(k, v)| Some((k.strip_prefix(prefix)?.parse().ok()?, *v))).collect()
+}
+
 /// Adds the advice run's sections to the report.
 pub fn insert(a: &Args, m: &WorkerReport, tl: &Timeline, r: &mut Map<String, Value>) {
     let secs = tl.measured_seconds;
@@ -54,8 +61,8 @@ pub fn insert(a: &Args, m: &WorkerReport, tl: &Timeline, r: &mut Map<String, Val
                "per_second": ratio(received as f64, secs)}),
     );
     r.insert("latency_us".into(), summary(m.hist("latency").summary()));
-    let iv = m.hist("advice_interval_ms").summary();
-    let w = m.hist("advice_watchers").summary();
+    let iv = values(m, "advice.interval_ms.");
+    let w = values(m, "advice.watchers.");
     let last = intervals(m).last().map(|(_, i)| *i).unwrap_or_default();
     r.insert(
         "advice".into(),
@@ -63,8 +70,9 @@ pub fn insert(a: &Args, m: &WorkerReport, tl: &Timeline, r: &mut Map<String, Val
                "viewing_true": m.get("viewing_true"), "viewing_false": m.get("viewing_false"),
                "glances": m.get("glances"),
                "pushes": m.get("advice_pushes"), "changes": m.get("advice_changes"),
-               "interval_ms_min": (iv.count > 0).then_some(iv.min), "interval_ms_max": (iv.count > 0).then_some(iv.max),
-               "watchers_min": (w.count > 0).then_some(w.min), "watchers_max": (w.count > 0).then_some(w.max),
+               "interval_ms_min": iv.keys().next(), "interval_ms_max": iv.keys().next_back(),
+               "watchers_min": w.keys().next(), "watchers_max": w.keys().next_back(),
+               "pushes_by_interval_ms": iv, "pushes_by_watchers": w,
                "clients_fast_at_end": last.fast, "clients_idle_at_end": last.idle,
                "clients_unadvised_at_end": last.unadvised}),
     );
@@ -144,6 +152,9 @@ mod tests {
             ("interval.00001.sent", 10),
             ("interval.00001.received", 40),
             ("interval.00001.idle", 10),
+            ("advice.interval_ms.15000", 3),
+            ("advice.interval_ms.1000", 9),
+            ("advice.watchers.0", 3),
         ] {
             m.counters.insert(k.to_owned(), v);
         }
@@ -164,6 +175,12 @@ mod tests {
         // 2 updates/s over 2 sessions for 4 h: 14,400 per session; at the full rate 5 x 14,400.
         assert_eq!(r["evening"]["updates_per_session"], 14_400.0);
         assert_eq!(r["evening"]["updates_per_session_at_full_rate"], 72_000.0);
+        assert_eq!(
+            (r["advice"]["interval_ms_min"].as_u64(), r["advice"]["interval_ms_max"].as_u64()),
+            (Some(1000), Some(15000))
+        );
+        assert_eq!(r["advice"]["pushes_by_interval_ms"]["15000"], 3);
+        assert_eq!(r["advice"]["watchers_max"], 0);
         let text = lines(&r);
         assert_eq!(text.lines().count(), 2, "{text}");
         assert!(text.starts_with("advice t=0.0s updates=30 updates/s=3.0"), "{text}");
