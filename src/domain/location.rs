@@ -81,7 +81,11 @@ fn timestamp(payload: &Map<String, Value>, now: DateTime<Utc>, errors: &mut Loca
     None
 }
 
-fn number(payload: &Map<String, Value>, field: &'static str, errors: &mut LocationErrors) -> Option<Option<f64>> {
+pub(super) fn number(
+    payload: &Map<String, Value>,
+    field: &'static str,
+    errors: &mut LocationErrors,
+) -> Option<Option<f64>> {
     match payload.get(field) {
         None | Some(Value::Null) => Some(None),
         Some(Value::Number(n)) => match n.as_f64().filter(|v| v.is_finite()) {
@@ -98,7 +102,7 @@ fn number(payload: &Map<String, Value>, field: &'static str, errors: &mut Locati
     }
 }
 
-fn required(
+pub(super) fn required(
     payload: &Map<String, Value>,
     field: &'static str,
     range: std::ops::RangeInclusive<f64>,
@@ -117,7 +121,7 @@ fn required(
     }
 }
 
-fn optional(
+pub(super) fn optional(
     payload: &Map<String, Value>,
     field: &'static str,
     valid: impl Fn(f64) -> bool,

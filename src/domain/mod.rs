@@ -3,18 +3,24 @@
 //! Nothing here imports the rest of the crate: the HTTP, database and realtime layers
 //! depend on these types, never the other way round.
 
+mod approach;
 mod avatar_color;
+mod destination;
 mod display_name;
 mod expiry;
+mod geo;
 mod ids;
 mod location;
 mod session;
 mod session_name;
 mod viewing;
 
+pub use approach::{progress, Fix, Motion, Progress, Transition};
 pub use avatar_color::AvatarColor;
+pub use destination::{Destination, DestinationDraft, DestinationErrors};
 pub use display_name::DisplayName;
 pub use expiry::ExpiresInMinutes;
+pub use geo::{distance_m, Point};
 pub use ids::{ParticipantId, SessionId};
 pub use location::{Location, LocationErrors, LocationView};
 pub use session::{EndReason, LeaveReason, Participant, Session};
