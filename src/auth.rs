@@ -138,6 +138,8 @@ mod tests {
             last_activity_at: now,
             ended: None,
             participant_count: 0,
+            locked: false,
+            destination: None,
         }
     }
 

@@ -5,7 +5,8 @@
 //! served by `http::metrics`.
 
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry, TextEncoder,
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+    TextEncoder,
 };
 
 /// Every metric of the process, registered once.
@@ -46,6 +47,12 @@ pub struct Metrics {
     pub limit_refusals: IntCounterVec,
     /// Client addresses the abuse limits hold state for now (bounded: idle ones are forgotten).
     pub limiter_addresses: IntGauge,
+    /// Arrivals at a session's destination this replica announced (it won the claim).
+    pub arrivals: IntCounter,
+    /// Departures from a session's destination this replica announced.
+    pub departures: IntCounter,
+    /// Sockets by the rate they are advised now (SPEC §8): `fast` or `idle`.
+    pub sockets_by_advice: IntGaugeVec,
     /// HTTP requests by route template, method and status.
     pub http_requests: IntCounterVec,
     /// HTTP request latency by route template.
@@ -122,8 +129,21 @@ impl Metrics {
         .unwrap_or_else(|e| unreachable_metric("db_pool_wait_seconds", e));
         let _ = registry.register(Box::new(db_pool_wait.clone()));
 
+        let sockets_by_advice = IntGaugeVec::new(
+            Opts::new("sockets_by_advice", "Sockets in a channel by the update rate they are advised"),
+            &["mode"],
+        )
+        .unwrap_or_else(|e| unreachable_metric("sockets_by_advice", e));
+        let _ = registry.register(Box::new(sockets_by_advice.clone()));
+        for mode in ["fast", "idle"] {
+            sockets_by_advice.with_label_values(&[mode]);
+        }
+
         let r = &registry;
         Self {
+            arrivals: counter(r, "arrivals_total", "Arrivals at a session's destination announced here"),
+            departures: counter(r, "departures_total", "Departures from a session's destination announced here"),
+            sockets_by_advice,
             sockets: gauge(r, "sockets", "WebSockets open now"),
             sessions_live: gauge(r, "sessions_live", "Session actors alive now"),
             updates_in: counter(r, "location_updates_in_total", "location_update messages accepted from clients"),

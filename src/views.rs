@@ -4,7 +4,7 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use serde::{Serialize, Serializer};
 use utoipa::ToSchema;
 
-use crate::domain::{Participant, Session};
+use crate::domain::{Destination, Participant, Session};
 
 /// RFC 3339 UTC with a `Z`, to the second.
 pub fn rfc3339(at: &DateTime<Utc>) -> String {
@@ -32,6 +32,26 @@ pub struct SessionView {
     pub participant_count: u32,
     /// False once the session has ended, expired or gone inactive.
     pub is_active: bool,
+    /// While true, joins are refused (403); participants already in are unaffected.
+    pub locked: bool,
+    /// Where everyone is heading, or `null`.
+    #[schema(value_type = Option<DestinationView>)]
+    pub destination: Option<Destination>,
+}
+
+/// A session's destination, as REST answers it and `destination_set` broadcasts it.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DestinationView {
+    /// Latitude of the meeting point.
+    pub lat: f64,
+    /// Longitude of the meeting point.
+    pub lng: f64,
+    /// Within this many metres a participant has arrived (20..=5000).
+    pub radius_m: f64,
+    /// What the place is called, or `null`.
+    pub label: Option<String>,
+    /// When it was set (RFC 3339).
+    pub set_at: String,
 }
 
 impl SessionView {
@@ -44,6 +64,8 @@ impl SessionView {
             expires_at: session.expires_at,
             participant_count: session.participant_count,
             is_active,
+            locked: session.locked,
+            destination: session.destination.clone(),
         }
     }
 }

@@ -45,6 +45,8 @@ pub enum JoinOutcome {
     SessionEnded,
     /// The session already has its maximum of participants.
     SessionFull,
+    /// The session is locked (SPEC §9).
+    SessionLocked,
 }
 
 /// Stores `participant` if its session is live and has a free slot, atomically even under
@@ -72,6 +74,7 @@ pub fn join(
                 .filter(sessions::ended_at.is_null())
                 .filter(sessions::expires_at.gt(now_naive))
                 .filter(sessions::last_activity_at.gt(active_since))
+                .filter(sessions::locked.eq(false))
                 .filter(sessions::participant_count.lt(max)),
         )
         .set((
@@ -101,6 +104,7 @@ pub fn join(
     Ok(match super::sessions::find(conn, participant.session_id)? {
         None => JoinOutcome::SessionNotFound,
         Some(s) if s.end_reason(now, inactivity).is_some() => JoinOutcome::SessionEnded,
+        Some(s) if s.locked => JoinOutcome::SessionLocked,
         Some(_) => JoinOutcome::SessionFull,
     })
 }

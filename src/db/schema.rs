@@ -11,6 +11,12 @@ diesel::table! {
         ended_at -> Nullable<Timestamp>,
         end_reason -> Nullable<Text>,
         participant_count -> Integer,
+        locked -> Bool,
+        destination_lat -> Nullable<Double>,
+        destination_lng -> Nullable<Double>,
+        destination_radius_m -> Nullable<Double>,
+        destination_label -> Nullable<Text>,
+        destination_set_at -> Nullable<Timestamp>,
     }
 }
 

@@ -5,7 +5,7 @@ use diesel::prelude::*;
 
 use super::schema::sessions::dsl;
 use super::{utc, DbConnection, DbError};
-use crate::domain::{EndReason, Session, SessionId};
+use crate::domain::{Destination, EndReason, Session, SessionId};
 
 #[derive(Queryable, Selectable)]
 #[diesel(table_name = super::schema::sessions)]
@@ -18,6 +18,12 @@ struct SessionRow {
     ended_at: Option<NaiveDateTime>,
     end_reason: Option<String>,
     participant_count: i32,
+    locked: bool,
+    destination_lat: Option<f64>,
+    destination_lng: Option<f64>,
+    destination_radius_m: Option<f64>,
+    destination_label: Option<String>,
+    destination_set_at: Option<NaiveDateTime>,
 }
 
 impl SessionRow {
@@ -36,6 +42,19 @@ impl SessionRow {
                 }
             },
             participant_count: u32::try_from(self.participant_count).unwrap_or(0),
+            locked: self.locked,
+            destination: match (
+                self.destination_lat,
+                self.destination_lng,
+                self.destination_radius_m,
+                self.destination_set_at,
+            ) {
+                (Some(lat), Some(lng), Some(radius_m), Some(set_at)) => {
+                    Some(Destination { lat, lng, radius_m, label: self.destination_label, set_at: utc(set_at) })
+                }
+                (None, None, None, None) => None,
+                _ => return Err(corrupt("sessions.destination_*")),
+            },
         })
     }
 }
@@ -54,9 +73,55 @@ pub fn insert(conn: &mut DbConnection, session: &Session) -> Result<(), DbError>
             dsl::expires_at.eq(session.expires_at.naive_utc()),
             dsl::last_activity_at.eq(session.last_activity_at.naive_utc()),
             dsl::participant_count.eq(0),
+            dsl::locked.eq(session.locked),
         ))
         .execute(conn)?;
+    if let Some(d) = &session.destination {
+        set_destination(conn, session.id, Some(d))?;
+    }
     Ok(())
+}
+
+/// Sets or clears a live session's destination; false when the session is gone or ended.
+pub fn set_destination(
+    conn: &mut DbConnection,
+    id: SessionId,
+    destination: Option<&Destination>,
+) -> Result<bool, DbError> {
+    let updated = diesel::update(dsl::sessions.find(id.to_string()).filter(dsl::ended_at.is_null()))
+        .set((
+            dsl::destination_lat.eq(destination.map(|d| d.lat)),
+            dsl::destination_lng.eq(destination.map(|d| d.lng)),
+            dsl::destination_radius_m.eq(destination.map(|d| d.radius_m)),
+            dsl::destination_label.eq(destination.and_then(|d| d.label.as_deref())),
+            dsl::destination_set_at.eq(destination.map(|d| d.set_at.naive_utc())),
+        ))
+        .execute(conn)?;
+    Ok(updated == 1)
+}
+
+/// What `PATCH /api/sessions/{id}` changes: each field only when given.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Changes {
+    /// Lock or unlock.
+    pub locked: Option<bool>,
+    /// A new title, or `Some(None)` to clear it.
+    pub name: Option<Option<String>>,
+}
+
+/// Applies `changes` to a live session; false when the session is gone or ended.
+pub fn update(conn: &mut DbConnection, id: SessionId, changes: &Changes) -> Result<bool, DbError> {
+    let live = dsl::sessions.find(id.to_string()).filter(dsl::ended_at.is_null());
+    let updated = match (changes.locked, &changes.name) {
+        (Some(locked), Some(name)) => {
+            diesel::update(live).set((dsl::locked.eq(locked), dsl::name.eq(name.as_deref()))).execute(conn)?
+        }
+        (Some(locked), None) => diesel::update(live).set(dsl::locked.eq(locked)).execute(conn)?,
+        (None, Some(name)) => diesel::update(live).set(dsl::name.eq(name.as_deref())).execute(conn)?,
+        // Nothing to change: whether the session is live is still the answer.
+        (None, None) => live.count().get_result::<i64>(conn)? as usize,
+    };
+    Ok(updated == 1)
 }
 
 /// The session with this id, ended or not, until it is purged.

@@ -57,6 +57,7 @@ impl Location {
             heading: self.heading,
             speed: self.speed,
             timestamp: self.timestamp.to_rfc3339_opts(SecondsFormat::AutoSi, true),
+            approach: None,
         }
     }
 }
@@ -154,6 +155,18 @@ pub struct LocationView {
     pub speed: Option<f64>,
     /// RFC 3339 UTC.
     pub timestamp: String,
+    /// `distance_m` and `eta_s`, while the session has a destination (SPEC §7); absent otherwise.
+    #[serde(flatten, default, skip_serializing_if = "Option::is_none")]
+    pub approach: Option<Approach>,
+}
+
+/// How far a position is from the session's destination, and how long until there.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct Approach {
+    /// Great-circle distance, whole metres.
+    pub distance_m: u64,
+    /// Whole seconds at the current speed; `null` when unknown or under 0.5 m/s, 0 while arrived.
+    pub eta_s: Option<u64>,
 }
 
 impl std::fmt::Debug for Location {
@@ -179,6 +192,7 @@ impl std::fmt::Debug for LocationView {
             .field("heading", &self.heading)
             .field("speed", &self.speed)
             .field("timestamp", &self.timestamp)
+            .field("approach", &self.approach)
             .finish()
     }
 }
@@ -238,6 +252,21 @@ mod tests {
         let late = (Utc::now() + Duration::seconds(90)).to_rfc3339();
         assert!(parse(json!({"lat": 0, "lng": 0, "timestamp": soon})).is_ok());
         assert!(parse(json!({"lat": 0, "lng": 0, "timestamp": late})).is_err());
+    }
+
+    #[test]
+    fn approach_figures_are_there_only_with_a_destination() {
+        let mut view =
+            parse(json!({"lat": 1.5, "lng": 2.5})).unwrap_or_else(|e| panic!("{e:?}")).view(ParticipantId::new());
+        let plain = serde_json::to_value(&view).unwrap_or_default();
+        assert!(plain.get("distance_m").is_none() && plain.get("eta_s").is_none(), "{plain}");
+        let back: LocationView = serde_json::from_value(plain).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(back.approach, None);
+        view.approach = Some(Approach { distance_m: 4200, eta_s: None });
+        let wire = serde_json::to_value(&view).unwrap_or_default();
+        assert_eq!((wire["distance_m"].clone(), wire["eta_s"].clone()), (json!(4200), Value::Null));
+        let back: LocationView = serde_json::from_value(wire).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(back, view, "a replica reads back what another sent");
     }
 
     #[test]

@@ -3,7 +3,7 @@ use std::str::FromStr;
 use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
 
-use super::{AvatarColor, DisplayName, Invalid, ParticipantId, SessionId};
+use super::{AvatarColor, Destination, DisplayName, Invalid, ParticipantId, SessionId};
 
 /// Why a session ended (the `reason` of `session_ended`); serialised as its wire spelling.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -82,6 +82,10 @@ pub struct Session {
     pub ended: Option<(DateTime<Utc>, EndReason)>,
     /// Non-removed participants.
     pub participant_count: u32,
+    /// While true, nobody new may join (SPEC §9).
+    pub locked: bool,
+    /// Where everyone is heading, if the creator said (SPEC §7).
+    pub destination: Option<Destination>,
 }
 
 impl Session {
@@ -152,6 +156,8 @@ mod tests {
             last_activity_at: now,
             ended: None,
             participant_count: 0,
+            locked: false,
+            destination: None,
         }
     }
 

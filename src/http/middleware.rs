@@ -100,7 +100,7 @@ pub async fn cors(
         if let (true, Some(origin)) = (allowed, origin) {
             let requested = req.headers().get(header::ACCESS_CONTROL_REQUEST_HEADERS).cloned();
             res.insert_header((header::ACCESS_CONTROL_ALLOW_ORIGIN, origin))
-                .insert_header((header::ACCESS_CONTROL_ALLOW_METHODS, "GET, POST, DELETE, OPTIONS"))
+                .insert_header((header::ACCESS_CONTROL_ALLOW_METHODS, "GET, POST, PUT, PATCH, DELETE, OPTIONS"))
                 .insert_header((
                     header::ACCESS_CONTROL_ALLOW_HEADERS,
                     requested.unwrap_or_else(|| HeaderValue::from_static("authorization, content-type, x-request-id")),

@@ -2,6 +2,7 @@
 
 pub mod body;
 pub mod dashboard;
+pub mod destination;
 pub mod error;
 pub mod health;
 pub mod metrics;
@@ -76,7 +77,10 @@ pub const ENDPOINTS: &[Endpoint] = &[
         route: || web::to(sessions::create).wrap(from_fn(throttle::creates)),
     },
     Endpoint { method: Method::GET, path: "/api/sessions/{id}", route: || web::to(sessions::show) },
+    Endpoint { method: Method::PATCH, path: "/api/sessions/{id}", route: || web::to(sessions::update) },
     Endpoint { method: Method::DELETE, path: "/api/sessions/{id}", route: || web::to(sessions::end) },
+    Endpoint { method: Method::PUT, path: "/api/sessions/{id}/destination", route: || web::to(destination::put) },
+    Endpoint { method: Method::DELETE, path: "/api/sessions/{id}/destination", route: || web::to(destination::clear) },
     Endpoint {
         method: Method::POST,
         path: "/api/sessions/{id}/join",

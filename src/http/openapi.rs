@@ -64,6 +64,9 @@ const LINKS: &[OpenApiLink] = &[
     ("create", "ListParticipants", "list", &[("path.id", "$response.body#/session_id")]),
     ("create", "SessionQr", "qr", &[("path.id", "$response.body#/session_id")]),
     ("create", "EndSession", "end", &[("path.id", "$response.body#/session_id")]),
+    ("create", "UpdateSession", "update", &[("path.id", "$response.body#/session_id")]),
+    ("create", "SetDestination", "put", &[("path.id", "$response.body#/session_id")]),
+    ("create", "ClearDestination", "clear", &[("path.id", "$response.body#/session_id")]),
     ("join", "Leave", "remove", &[("path.id", "$request.path.id"), ("path.user_id", "$response.body#/user_id")]),
 ];
 
@@ -102,7 +105,10 @@ impl Modify for OptionalBodies {
     paths(
         super::sessions::create,
         super::sessions::show,
+        super::sessions::update,
         super::sessions::end,
+        super::destination::put,
+        super::destination::clear,
         super::participants::join,
         super::participants::list,
         super::participants::remove,

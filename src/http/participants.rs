@@ -55,6 +55,8 @@ impl std::fmt::Debug for Joined {
     responses(
         (status = 201, description = "Joined", body = Joined),
         (status = 400, description = "Malformed JSON", body = super::openapi::ErrorBody),
+        (status = 403, description = "Session locked by its creator", body = super::openapi::ErrorBody,
+            example = json!({"errors": {"detail": "session is locked"}})),
         (status = 404, description = "Unknown session", body = super::openapi::ErrorBody),
         (status = 409, description = "Session full", body = super::openapi::ErrorBody),
         (status = 410, description = "Session ended", body = super::openapi::ErrorBody),

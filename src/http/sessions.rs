@@ -6,11 +6,13 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::body::JsonBody;
+use super::destination::{parse_destination, DestinationRequest};
 use super::error::{ApiError, FieldErrors};
 use super::{bearer_claims, session_id, AppState};
-use crate::domain::{ExpiresInMinutes, SessionName, HIDDEN};
+use crate::db::sessions::Changes;
+use crate::domain::{Destination, ExpiresInMinutes, SessionName, HIDDEN};
 use crate::sessions::{Created, NewSession};
-use crate::views::{rfc3339, SessionView};
+use crate::views::{rfc3339, DestinationView, SessionView};
 
 /// `POST /api/sessions` body; unknown fields are ignored.
 #[derive(Debug, Default, Deserialize, ToSchema)]
@@ -27,6 +29,11 @@ pub struct CreateSessionRequest {
     // A JSON number, not an i64, so that a whole number written `518.0` is read as JSON Schema reads it.
     #[schema(value_type = Option<i64>, minimum = 1, maximum = 1440)]
     pub expires_in_minutes: Option<serde_json::Number>,
+    /// Where everyone is heading, set at once (as `PUT …/destination` would); errors are named
+    /// `destination.lat` and so on.
+    // Any JSON here, so that a wrong-typed destination is a 422 naming its own fields.
+    #[schema(value_type = Option<DestinationRequest>)]
+    pub destination: Option<serde_json::Value>,
 }
 
 /// `POST /api/sessions` answer; `Debug` hides the token.
@@ -42,6 +49,11 @@ pub struct SessionCreated {
     pub name: Option<String>,
     /// The creator's token (JWT), for ending the session and removing participants.
     pub creator_token: String,
+    /// The destination it was created with, or `null`.
+    #[schema(value_type = Option<DestinationView>)]
+    pub destination: Option<Destination>,
+    /// Always false for a new session.
+    pub locked: bool,
 }
 
 impl std::fmt::Debug for SessionCreated {
@@ -94,17 +106,35 @@ pub async fn create(
             ExpiresInMinutes::default()
         }
     };
+    let destination = match &req.destination {
+        None | Some(serde_json::Value::Null) => None,
+        Some(serde_json::Value::Object(body)) => match parse_destination(body, "destination.") {
+            Ok(d) => Some(d),
+            Err(ApiError::Validation(fields)) => {
+                errors.extend(fields);
+                None
+            }
+            Err(e) => return Err(e),
+        },
+        Some(_) => {
+            errors.entry("destination".into()).or_default().push("must be an object".into());
+            None
+        }
+    };
     if !errors.is_empty() {
         return Err(ApiError::Validation(errors));
     }
 
-    let Created { session, creator_token } = state.sessions.create(NewSession { name, expires_in }).await?;
+    let new = NewSession { name, expires_in, destination };
+    let Created { session, creator_token } = state.sessions.create(new).await?;
     Ok(HttpResponse::Created().json(SessionCreated {
         session_id: session.id.to_string(),
         join_link: state.settings.join_link(session.id),
         expires_at: rfc3339(&session.expires_at),
         name: session.name,
         creator_token,
+        destination: session.destination,
+        locked: session.locked,
     }))
 }
 
@@ -148,4 +178,82 @@ pub async fn end(
     let id = session_id(&path)?;
     state.sessions.end(&claims, id).await?;
     Ok(HttpResponse::NoContent().finish())
+}
+
+/// `PATCH /api/sessions/{id}` body: each field changes only when present; unknown fields are
+/// ignored. (Documentation only: the body is read field by field, so that `null` and absent differ.)
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct UpdateSessionRequest {
+    /// Lock (joins answer 403) or unlock.
+    pub locked: Option<bool>,
+    /// A new title (the rules of `POST /api/sessions`), or `null` to clear it.
+    #[schema(nullable)]
+    pub name: Option<String>,
+}
+
+/// Reads a `PATCH` body into the changes it asks for.
+fn changes_of(body: &serde_json::Map<String, serde_json::Value>) -> Result<Changes, ApiError> {
+    use serde_json::Value;
+    let mut errors = FieldErrors::new();
+    let locked = match body.get("locked") {
+        None => None,
+        Some(Value::Bool(b)) => Some(*b),
+        Some(_) => {
+            errors.entry("locked".into()).or_default().push("must be true or false".into());
+            None
+        }
+    };
+    let name = match body.get("name") {
+        None => None,
+        Some(Value::Null) => Some(None),
+        Some(Value::String(s)) => match SessionName::parse(s) {
+            Ok(name) => Some(name.map(SessionName::into_string)),
+            Err(e) => {
+                errors.entry("name".into()).or_default().push(e.to_string());
+                None
+            }
+        },
+        Some(_) => {
+            errors.entry("name".into()).or_default().push("must be a string or null".into());
+            None
+        }
+    };
+    if !errors.is_empty() {
+        return Err(ApiError::Validation(errors));
+    }
+    Ok(Changes { locked, name })
+}
+
+/// Locks, unlocks or renames a session (creator only); everyone gets `session_updated`.
+#[utoipa::path(
+    patch, path = "/api/sessions/{id}", tag = "sessions",
+    params(("id" = String, Path, description = "Session id")),
+    security(("bearer" = [])),
+    request_body(content = UpdateSessionRequest, content_type = "application/json",
+        description = "Optional: an empty body changes nothing"),
+    responses(
+        (status = 200, description = "The session as it is now", body = SessionView),
+        (status = 400, description = "Malformed JSON", body = super::openapi::ErrorBody),
+        (status = 401, description = "Missing or invalid token", body = super::openapi::ErrorBody),
+        (status = 403, description = "Not this session's creator token", body = super::openapi::ErrorBody),
+        (status = 404, description = "Unknown session", body = super::openapi::ErrorBody),
+        (status = 410, description = "Session ended", body = super::openapi::ErrorBody),
+        (status = 413, description = "Body over 16384 bytes", body = super::openapi::ErrorBody),
+        (status = 415, description = "Body is not application/json", body = super::openapi::ErrorBody),
+        (status = 422, description = "Validation failed", body = super::openapi::ValidationErrorBody),
+        (status = 503, description = "Database unavailable", body = super::openapi::ErrorBody),
+    )
+)]
+pub async fn update(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    path: web::Path<String>,
+    body: JsonBody<serde_json::Map<String, serde_json::Value>>,
+) -> Result<HttpResponse, ApiError> {
+    let claims = bearer_claims(&req, state.sessions.tokens())?;
+    let id = session_id(&path)?;
+    let changes = changes_of(&body.0)?;
+    let session = state.sessions.update(&claims, id, changes).await?;
+    let now = Utc::now();
+    Ok(HttpResponse::Ok().json(SessionView::new(&session, state.sessions.is_active(&session, now))))
 }

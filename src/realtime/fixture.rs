@@ -72,6 +72,8 @@ impl Fixture {
             last_activity_at: now,
             ended: None,
             participant_count: 0,
+            locked: false,
+            destination: None,
         };
         let id = session.id;
         self.db.run(move |c| db::sessions::insert(c, &session)).await.expect("insert session");
@@ -126,6 +128,7 @@ pub fn location_view(user: ParticipantId, lat: f64) -> LocationView {
         heading: None,
         speed: None,
         timestamp: "2026-12-01T10:00:00Z".into(),
+        approach: None,
     }
 }
 

@@ -10,7 +10,7 @@
 //!   join a channel), [`Seen`] while not in a channel.
 //! - Registry → socket actor: [`Kick`] (its participant left the session, or opened more
 //!   sockets than `MAX_SOCKETS_PER_PARTICIPANT` and this is its oldest).
-//! - Socket actor → session actor: [`LocationReported`], [`Seen`], [`Disconnect`].
+//! - Socket actor → session actor: [`LocationReported`], [`ViewingChanged`], [`Seen`], [`Disconnect`].
 //! - Session actor → socket actor: frames through the socket's [`Outbox`], whose push wakes it
 //!   (no message per frame).
 //! - Session actor → registry: [`SessionStopped`] (so the supervisor forgets or restarts it).
@@ -130,6 +130,18 @@ pub struct LocationReported {
     pub location: Location,
     /// The push being answered.
     pub reply: ReplyTo,
+}
+
+/// Fact (session actor): a socket said whether its user looks at the map now (`viewing`).
+#[derive(Debug, Clone, Copy, Message)]
+#[rtype(result = "()")]
+pub struct ViewingChanged {
+    /// The socket that said it.
+    pub socket: SocketId,
+    /// The participant of the socket's token.
+    pub participant: ParticipantId,
+    /// Whether the map is visible on it.
+    pub visible: bool,
 }
 
 /// Fact (session actor, or the registry for a socket not in a channel): a participant's socket

@@ -155,6 +155,11 @@ impl Handler<SessionEvent> for SessionRegistry {
                 in_background(async move { deps.store.forget_participant(session, user).await });
             }
             SessionEvent::SessionEnded { .. } => in_background(async move { deps.store.forget_session(session).await }),
+            // Arrivals are kept per destination in the store, so a new or cleared one leaves
+            // nothing to delete; the lock and the name live in SQL only.
+            SessionEvent::DestinationSet { .. }
+            | SessionEvent::DestinationCleared { .. }
+            | SessionEvent::SessionUpdated { .. } => {}
         }
     }
 }

@@ -21,7 +21,7 @@ use super::session::SessionActor;
 use super::transport::PendingSocket;
 use crate::abuse::SocketSlot;
 use crate::config::Limits;
-use crate::domain::Location;
+use crate::domain::{Location, Viewing};
 use crate::metrics::Metrics;
 use crate::ops::drain::Drain;
 use crate::sessions::SocketGrant;
@@ -162,6 +162,7 @@ impl SocketActor {
     fn channel_event(&mut self, frame: InFrame, to: &ReplyTo, ctx: &mut WebsocketContext<Self>) {
         match frame.event.as_str() {
             "location_update" => self.location(frame, to, ctx),
+            "viewing" => self.viewing(frame, to, ctx),
             "ping" => self.reply(ctx, to, Status::Ok, json!({ "type": "pong", "server_time": rfc3339(&Utc::now()) })),
             _ => self.error(ctx, to, "unknown_event"),
         }
@@ -186,6 +187,33 @@ impl SocketActor {
             Err(errors) => {
                 self.reply(ctx, to, Status::Error, json!({ "reason": "invalid_location", "errors": errors }))
             }
+        }
+    }
+
+    /// `viewing` (SPEC §8): whether this socket's user looks at the map now.
+    fn viewing(&mut self, frame: InFrame, to: &ReplyTo, ctx: &mut WebsocketContext<Self>) {
+        let Some(session) = self.channel.as_ref().and_then(|c| c.session.clone()) else {
+            return self.error(ctx, to, "not_joined");
+        };
+        let parsed = match frame.payload.as_object() {
+            Some(payload) if !frame.payload_unreadable => Viewing::parse(payload).map_err(|e| e.to_string()),
+            _ => Err("must be true or false".to_owned()),
+        };
+        match parsed {
+            Ok(viewing) => {
+                session.do_send(ViewingChanged {
+                    socket: self.id,
+                    participant: self.who.participant,
+                    visible: viewing.visible(),
+                });
+                self.reply(ctx, to, Status::Ok, json!({}));
+            }
+            Err(message) => self.reply(
+                ctx,
+                to,
+                Status::Error,
+                json!({ "reason": "invalid_payload", "errors": { "visible": [message] } }),
+            ),
         }
     }
 

@@ -4,7 +4,7 @@
 
 use actix::Message;
 
-use crate::domain::{EndReason, LeaveReason, Participant, ParticipantId, SessionId};
+use crate::domain::{Destination, EndReason, LeaveReason, Participant, ParticipantId, SessionId};
 
 /// Fact: something changed in a session that its live sockets must hear of.
 #[derive(Debug, Clone, PartialEq, Message)]
@@ -31,6 +31,27 @@ pub enum SessionEvent {
         /// `expired`, `inactive` or `ended_by_creator`.
         reason: EndReason,
     },
+    /// The creator set or moved the destination; everyone gets `destination_set`, arrivals reset.
+    DestinationSet {
+        /// The session.
+        session: SessionId,
+        /// The new destination.
+        destination: Destination,
+    },
+    /// The creator cleared the destination; everyone gets `destination_cleared`.
+    DestinationCleared {
+        /// The session.
+        session: SessionId,
+    },
+    /// The creator locked, unlocked or renamed the session; everyone gets `session_updated`.
+    SessionUpdated {
+        /// The session.
+        session: SessionId,
+        /// Its title now.
+        name: Option<String>,
+        /// Whether joins are refused now.
+        locked: bool,
+    },
 }
 
 impl SessionEvent {
@@ -38,7 +59,11 @@ impl SessionEvent {
     pub fn session(&self) -> SessionId {
         match self {
             Self::ParticipantJoined { participant } => participant.session_id,
-            Self::ParticipantLeft { session, .. } | Self::SessionEnded { session, .. } => *session,
+            Self::ParticipantLeft { session, .. }
+            | Self::SessionEnded { session, .. }
+            | Self::DestinationSet { session, .. }
+            | Self::DestinationCleared { session }
+            | Self::SessionUpdated { session, .. } => *session,
         }
     }
 }

@@ -5,7 +5,7 @@ use chrono::{DateTime, Utc};
 use super::{now, SessionEvent, Sessions, SessionsError};
 use crate::auth::{Claims, Role};
 use crate::db;
-use crate::domain::{EndReason, ExpiresInMinutes, Session, SessionId, SessionName, HIDDEN};
+use crate::domain::{DestinationDraft, EndReason, ExpiresInMinutes, Session, SessionId, SessionName, HIDDEN};
 use crate::telemetry::Chain;
 
 /// What a new session is made of, already checked.
@@ -15,6 +15,8 @@ pub struct NewSession {
     pub name: Option<SessionName>,
     /// How long it lasts.
     pub expires_in: ExpiresInMinutes,
+    /// Where everyone is heading, if the creator says at once.
+    pub destination: Option<DestinationDraft>,
 }
 
 /// A session just created, and its creator's token (which `Debug` hides).
@@ -51,6 +53,8 @@ impl Sessions {
             last_activity_at: now,
             ended: None,
             participant_count: 0,
+            locked: false,
+            destination: new.destination.map(|d| d.set_at(now)),
         };
         let creator_token = self.tokens.issue(&Claims::creator(&session, now))?;
         let stored = session.clone();
@@ -93,16 +97,29 @@ impl Sessions {
         Ok(session)
     }
 
-    /// Ends a session with its creator's claims: everyone gets `session_ended`, channels close.
-    pub async fn end(&self, claims: &Claims, id: SessionId) -> Result<(), SessionsError> {
+    /// Loads a session its creator acts on: the claims must be this session's creator's, and the
+    /// session live (else 410).
+    pub(super) async fn load_for_creator(
+        &self,
+        claims: &Claims,
+        id: SessionId,
+        refusal: &'static str,
+    ) -> Result<Session, SessionsError> {
         if claims.role != Role::Creator || claims.sid != id {
-            return Err(SessionsError::Forbidden("only the session's creator can end it"));
+            return Err(SessionsError::Forbidden(refusal));
         }
         let now = now();
         let session = self.load(id, now).await?;
         if session.end_reason(now, self.limits.inactivity()).is_some() {
             return Err(SessionsError::SessionEnded);
         }
+        Ok(session)
+    }
+
+    /// Ends a session with its creator's claims: everyone gets `session_ended`, channels close.
+    pub async fn end(&self, claims: &Claims, id: SessionId) -> Result<(), SessionsError> {
+        self.load_for_creator(claims, id, "only the session's creator can end it").await?;
+        let now = now();
         let reason = EndReason::EndedByCreator;
         // Conditional, so whoever records an end first (this call, a timer, the sweep) wins.
         if !self.db.run(move |conn| db::sessions::mark_ended(conn, id, reason, now)).await? {

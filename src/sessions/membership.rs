@@ -78,6 +78,7 @@ impl Sessions {
             JoinOutcome::SessionNotFound => return Err(SessionsError::NotFound("session not found")),
             JoinOutcome::SessionEnded => return Err(SessionsError::SessionEnded),
             JoinOutcome::SessionFull => return Err(SessionsError::SessionFull),
+            JoinOutcome::SessionLocked => return Err(SessionsError::Forbidden("session is locked")),
         }
         let websocket_token = self.tokens.issue(&Claims::participant(participant.id, &session, now))?;
         self.announce(SessionEvent::ParticipantJoined { participant: participant.clone() });

@@ -1,5 +1,5 @@
 //! The sessions context (Phoenix's word): every use case of sessions and participants — create,
-//! load and settle, join, list, leave or remove, end, what the socket handshake checks, and the
+//! load and settle, join, list, leave or remove, end, set the destination, lock and rename, what the socket handshake checks, and the
 //! cleanup sweep — over SQL (`db`) and the ephemeral store (`store`).
 //!
 //! HTTP handlers, the web pages and the socket upgrade parse their input into domain types and
@@ -10,6 +10,7 @@ mod error;
 mod events;
 mod lifecycle;
 mod membership;
+mod moderation;
 mod socket;
 mod sweep;
 

@@ -122,6 +122,8 @@ mod tests {
             last_activity_at: active,
             ended: None,
             participant_count: 0,
+            locked: false,
+            destination: None,
         }
     }
 

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, Utc};
 use futures_util::future::{self, BoxFuture, FutureExt};
 
-use super::{EphemeralStore, SeenMap, StoreError, StoreResult};
+use super::{ArrivalMap, EphemeralStore, SeenMap, StoreError, StoreResult};
 use crate::domain::{LocationView, ParticipantId, SessionId};
 
 #[derive(Default)]
@@ -15,6 +15,17 @@ struct SessionState {
     locations: HashMap<ParticipantId, (LocationView, Instant)>,
     seen: SeenMap,
     activity: Option<DateTime<Utc>>,
+    /// The arrivals at one destination (its epoch); another epoch starts afresh.
+    arrivals: (u64, ArrivalMap),
+}
+
+impl SessionState {
+    fn arrivals_at(&mut self, epoch: u64) -> &mut ArrivalMap {
+        if self.arrivals.0 != epoch {
+            self.arrivals = (epoch, ArrivalMap::new());
+        }
+        &mut self.arrivals.1
+    }
 }
 
 /// Locations and last-seen times in a map; expired locations are never returned and are
@@ -104,6 +115,41 @@ impl EphemeralStore for MemoryStore {
     fn last_activity(&self, session: SessionId) -> BoxFuture<'_, StoreResult<Option<DateTime<Utc>>>> {
         future::ready(self.with(|m| m.get(&session).and_then(|s| s.activity))).boxed()
     }
+
+    fn claim_arrival(
+        &self,
+        session: SessionId,
+        epoch: u64,
+        user: ParticipantId,
+        at: DateTime<Utc>,
+    ) -> BoxFuture<'_, StoreResult<bool>> {
+        future::ready(self.with(|m| {
+            let arrivals = m.entry(session).or_default().arrivals_at(epoch);
+            let new = !arrivals.contains_key(&user);
+            arrivals.entry(user).or_insert(at);
+            new
+        }))
+        .boxed()
+    }
+
+    fn claim_departure(&self, session: SessionId, epoch: u64, user: ParticipantId) -> BoxFuture<'_, StoreResult<bool>> {
+        future::ready(self.with(|m| m.get_mut(&session).is_some_and(|s| s.arrivals_at(epoch).remove(&user).is_some())))
+            .boxed()
+    }
+
+    fn arrivals(&self, session: SessionId, epoch: u64) -> BoxFuture<'_, StoreResult<ArrivalMap>> {
+        future::ready(self.with(|m| m.get_mut(&session).map(|s| s.arrivals_at(epoch).clone()).unwrap_or_default()))
+            .boxed()
+    }
+
+    fn forget_arrivals(&self, session: SessionId, epoch: u64) -> BoxFuture<'_, StoreResult<()>> {
+        future::ready(self.with(|m| {
+            if let Some(s) = m.get_mut(&session).filter(|s| s.arrivals.0 == epoch) {
+                s.arrivals.1.clear();
+            }
+        }))
+        .boxed()
+    }
 }
 
 #[cfg(test)]
@@ -119,6 +165,7 @@ mod tests {
             heading: None,
             speed: None,
             timestamp: "2026-01-01T00:00:00Z".into(),
+            approach: None,
         }
     }
 

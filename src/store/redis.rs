@@ -11,7 +11,7 @@ use deadpool_redis::redis::aio::MultiplexedConnection;
 use deadpool_redis::{Config, Pool, Runtime, Timeouts};
 use futures_util::future::BoxFuture;
 
-use super::{EphemeralStore, SeenMap, StoreResult};
+use super::{ArrivalMap, EphemeralStore, SeenMap, StoreResult};
 use crate::domain::{LocationView, ParticipantId, SessionId};
 
 /// How long a Redis call may take before it counts as down.
@@ -138,6 +138,9 @@ fn seen_key(session: SessionId) -> String {
 }
 fn activity_key(session: SessionId) -> String {
     format!("ls:{{{session}}}:activity")
+}
+fn arrivals_key(session: SessionId, epoch: u64) -> String {
+    format!("ls:{{{session}}}:arrived:{epoch:016x}")
 }
 
 impl RedisStore {
@@ -285,6 +288,58 @@ impl EphemeralStore for RedisStore {
                 })
                 .await?;
             Ok(ms.and_then(DateTime::from_timestamp_millis))
+        })
+    }
+
+    fn claim_arrival(
+        &self,
+        session: SessionId,
+        epoch: u64,
+        user: ParticipantId,
+        at: DateTime<Utc>,
+    ) -> BoxFuture<'_, StoreResult<bool>> {
+        Box::pin(async move {
+            let key = arrivals_key(session, epoch);
+            let mut pipe = redis::pipe();
+            // HSETNX: of the replicas that see the same transition, exactly one records it.
+            pipe.cmd("HSETNX").arg(&key).arg(user.to_string()).arg(at.timestamp_millis());
+            pipe.cmd("PEXPIRE").arg(&key).arg(self.keep_ms).ignore();
+            let (claimed,): (bool,) =
+                self.run(move |mut c| Box::pin(async move { pipe.query_async(&mut c).await })).await?;
+            Ok(claimed)
+        })
+    }
+
+    fn claim_departure(&self, session: SessionId, epoch: u64, user: ParticipantId) -> BoxFuture<'_, StoreResult<bool>> {
+        Box::pin(async move {
+            let key = arrivals_key(session, epoch);
+            let removed: u32 = self
+                .run(move |mut c| {
+                    Box::pin(async move { redis::cmd("HDEL").arg(key).arg(user.to_string()).query_async(&mut c).await })
+                })
+                .await?;
+            Ok(removed == 1)
+        })
+    }
+
+    fn arrivals(&self, session: SessionId, epoch: u64) -> BoxFuture<'_, StoreResult<ArrivalMap>> {
+        Box::pin(async move {
+            let key = arrivals_key(session, epoch);
+            let raw: HashMap<String, i64> = self
+                .run(move |mut c| Box::pin(async move { redis::cmd("HGETALL").arg(key).query_async(&mut c).await }))
+                .await?;
+            Ok(raw
+                .into_iter()
+                .filter_map(|(user, ms)| Some((user.parse().ok()?, DateTime::from_timestamp_millis(ms)?)))
+                .collect())
+        })
+    }
+
+    fn forget_arrivals(&self, session: SessionId, epoch: u64) -> BoxFuture<'_, StoreResult<()>> {
+        Box::pin(async move {
+            let key = arrivals_key(session, epoch);
+            self.run(move |mut c| Box::pin(async move { redis::cmd("DEL").arg(key).query_async::<()>(&mut c).await }))
+                .await
         })
     }
 }

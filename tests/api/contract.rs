@@ -20,8 +20,11 @@ fn known_paths(sid: &str, uid: &str) -> Vec<(&'static str, String, &'static str,
     vec![
         ("/api/openapi.json", "/api/openapi.json".into(), get_only, writes()),
         ("/api/sessions", "/api/sessions".into(), "POST, OPTIONS", vec![Method::GET, Method::HEAD, Method::PUT]),
-        ("/api/sessions/{id}", format!("/api/sessions/{sid}"), "GET, HEAD, DELETE, OPTIONS", {
-            vec![Method::PUT, Method::PATCH, Method::POST, Method::TRACE]
+        ("/api/sessions/{id}", format!("/api/sessions/{sid}"), "GET, HEAD, PATCH, DELETE, OPTIONS", {
+            vec![Method::PUT, Method::POST, Method::TRACE]
+        }),
+        ("/api/sessions/{id}/destination", format!("/api/sessions/{sid}/destination"), "PUT, DELETE, OPTIONS", {
+            vec![Method::GET, Method::POST, Method::PATCH]
         }),
         ("/api/sessions/{id}/join", format!("/api/sessions/{sid}/join"), "POST, OPTIONS", {
             vec![Method::GET, Method::PUT, Method::DELETE]

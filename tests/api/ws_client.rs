@@ -674,7 +674,7 @@ pub fn assert_location_view(payload: &Value, user_id: &str, context: &str) {
     crate::helpers::assert_rfc3339_z(&payload["timestamp"], &format!("{context}: timestamp"));
 }
 
-/// A Phoenix.Presence entry: `{"metas":[{"phx_ref","display_name","avatar_color","online_at"}]}`.
+/// A Phoenix.Presence entry: `{"metas":[{"phx_ref","display_name","avatar_color","online_at","viewing"}]}`.
 #[track_caller]
 pub fn assert_presence_entry(entry: &Value, display_name: &str, context: &str) {
     crate::helpers::assert_keys(entry, &["metas"], &format!("{context}: presence entry"));
@@ -683,7 +683,7 @@ pub fn assert_presence_entry(entry: &Value, display_name: &str, context: &str) {
     let meta = &metas[0];
     crate::helpers::assert_keys(
         meta,
-        &["phx_ref", "display_name", "avatar_color", "online_at"],
+        &["phx_ref", "display_name", "avatar_color", "online_at", "viewing"],
         &format!("{context}: presence meta"),
     );
     assert!(meta["phx_ref"].as_str().is_some_and(|r| !r.is_empty()), "{context}: phx_ref of {meta}");

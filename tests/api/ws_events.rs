@@ -419,6 +419,8 @@ async fn presence_follows_a_participants_first_and_last_socket() {
 async fn snapshot_locations_expire_with_their_ttl() {
     let app = spawn_app_with(|vars| {
         vars.insert("LOCATION_TTL_SECONDS".into(), "1".into());
+        vars.insert("IDLE_UPDATE_INTERVAL_MS".into(), "900".into());
+        vars.insert("FAST_UPDATE_INTERVAL_MS".into(), "500".into());
     })
     .await;
     let (session, people) = app.session_with(&["Ana", "Bo"]).await;

@@ -188,7 +188,7 @@ async fn v1_object_frames_work_end_to_end() {
     let mut a = WsClient::v1(&app, &ana.token).await;
     let joined = a.join(&t).await;
     let snapshot = joined.assert_ok("V1 join");
-    assert_keys(snapshot, &["participants", "locations"], "V1 snapshot");
+    assert_keys(snapshot, &["participants", "locations", "destination", "arrivals"], "V1 snapshot");
     let raw: Value = serde_json::from_str(&joined.msg.raw).unwrap();
     assert_eq!(raw["join_ref"], raw["ref"], "a join reply carries the join's ref as join_ref: {raw}");
     assert_eq!(raw["topic"], t.as_str());
@@ -220,7 +220,7 @@ async fn the_plain_envelope_joins_at_once_and_replies_with_to() {
 
     let joined = a.next_msg().await;
     assert_eq!(joined.event, "joined", "the first frame is the snapshot: {}", joined.raw);
-    assert_keys(&joined.payload, &["participants", "locations"], "plain snapshot");
+    assert_keys(&joined.payload, &["participants", "locations", "destination", "arrivals"], "plain snapshot");
     let listed: Vec<&str> =
         joined.payload["participants"].as_array().unwrap().iter().map(|p| p["user_id"].as_str().unwrap()).collect();
     assert_eq!(listed, vec![ana.user_id.as_str(), people[1].user_id.as_str()]);
@@ -298,7 +298,7 @@ async fn join_replies_with_a_snapshot_then_presence_state() {
     let reply = a.join(&t).await;
     let snapshot = reply.assert_ok("join").clone();
     assert_eq!(reply.msg.topic, t);
-    assert_keys(&snapshot, &["participants", "locations"], "snapshot");
+    assert_keys(&snapshot, &["participants", "locations", "destination", "arrivals"], "snapshot");
 
     // The participants exactly as REST lists them (the same keys, order and values but times).
     let rest = app.participants(&session.id).await;

@@ -414,6 +414,7 @@ async function main() {
       const other = await startServer({
         TILE_URL: `${tileOrigin}/{z}/{x}/{y}.png`,
         LOCATION_TTL_SECONDS: '2',
+        IDLE_UPDATE_INTERVAL_MS: '1500',
         ADMIN_TOKEN: 'browser-test-admin-token-0123456789',
       });
       try {

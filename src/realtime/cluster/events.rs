@@ -6,7 +6,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::super::session::PresenceMeta;
-use crate::domain::{AvatarColor, DisplayName, EndReason, LeaveReason, LocationView, ParticipantId};
+use crate::domain::{AvatarColor, Destination, DisplayName, EndReason, LeaveReason, LocationView, ParticipantId};
 use crate::sessions::SessionEvent;
 
 /// What replicas tell each other about a session: one JSON object per message, its kind in `t`.
@@ -45,10 +45,44 @@ pub enum ClusterEvent {
         /// `expired`, `inactive` or `ended_by_creator`.
         reason: EndReason,
     },
-    /// The full set of participants online on the sending replica, with their Presence metas.
+    /// The full set of participants online on the sending replica, with their Presence metas
+    /// (which say who is viewing, for every replica's `rate_advice`).
     Presence {
         /// User id → meta.
         online: HashMap<ParticipantId, PresenceMeta>,
+    },
+    /// The creator set or moved the destination.
+    DestinationSet {
+        /// The new destination.
+        destination: Destination,
+    },
+    /// The creator cleared the destination.
+    DestinationCleared,
+    /// The creator locked, unlocked or renamed the session.
+    SessionUpdated {
+        /// The title now.
+        name: Option<String>,
+        /// Whether joins are refused now.
+        locked: bool,
+    },
+    /// A participant arrived at the destination; the sending replica won the store's claim, so
+    /// it is announced once.
+    Arrived {
+        /// Who.
+        user_id: ParticipantId,
+        /// When (RFC 3339).
+        arrived_at: DateTime<Utc>,
+        /// The destination it arrived at ([`Destination::epoch`]); stale ones are ignored.
+        epoch: u64,
+    },
+    /// A participant departed from the destination, announced once like an arrival.
+    Departed {
+        /// Who.
+        user_id: ParticipantId,
+        /// When (RFC 3339).
+        departed_at: DateTime<Utc>,
+        /// The destination it departed from.
+        epoch: u64,
     },
 }
 
@@ -63,6 +97,13 @@ impl From<&SessionEvent> for ClusterEvent {
             },
             SessionEvent::ParticipantLeft { user, reason, .. } => Self::Left { user_id: *user, reason: *reason },
             SessionEvent::SessionEnded { reason, .. } => Self::Ended { reason: *reason },
+            SessionEvent::DestinationSet { destination, .. } => {
+                Self::DestinationSet { destination: destination.clone() }
+            }
+            SessionEvent::DestinationCleared { .. } => Self::DestinationCleared,
+            SessionEvent::SessionUpdated { name, locked, .. } => {
+                Self::SessionUpdated { name: name.clone(), locked: *locked }
+            }
         }
     }
 }
@@ -91,7 +132,18 @@ impl ClusterEvent {
     }
 
     /// Every kind this version reads (`t`).
-    pub(super) const KINDS: [&'static str; 5] = ["location", "joined", "left", "ended", "presence"];
+    pub(super) const KINDS: [&'static str; 10] = [
+        "location",
+        "joined",
+        "left",
+        "ended",
+        "presence",
+        "destination_set",
+        "destination_cleared",
+        "session_updated",
+        "arrived",
+        "departed",
+    ];
 }
 
 #[cfg(test)]
@@ -131,6 +183,7 @@ mod tests {
             heading: None,
             speed: None,
             timestamp: "2026-12-01T10:00:00Z".into(),
+            approach: None,
         };
         let every = [
             ClusterEvent::Location { view },
@@ -138,6 +191,27 @@ mod tests {
             ClusterEvent::Left { user_id: user, reason: LeaveReason::Left },
             ClusterEvent::Ended { reason: EndReason::Expired },
             ClusterEvent::Presence { online: HashMap::new() },
+            ClusterEvent::DestinationSet {
+                destination: Destination {
+                    lat: 1.0,
+                    lng: 2.0,
+                    radius_m: 100.0,
+                    label: Some("Café".into()),
+                    set_at: "2026-12-01T10:00:00Z".parse().unwrap_or_default(),
+                },
+            },
+            ClusterEvent::DestinationCleared,
+            ClusterEvent::SessionUpdated { name: None, locked: true },
+            ClusterEvent::Arrived {
+                user_id: user,
+                arrived_at: "2026-12-01T10:00:00Z".parse().unwrap_or_default(),
+                epoch: u64::MAX,
+            },
+            ClusterEvent::Departed {
+                user_id: user,
+                departed_at: "2026-12-01T10:00:01Z".parse().unwrap_or_default(),
+                epoch: 7,
+            },
         ];
         for event in every {
             let json = serde_json::to_value(&event).unwrap_or_default();

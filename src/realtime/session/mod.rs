@@ -2,13 +2,17 @@
 //! to the others, enforces the rate limit, keeps the session's timers and ends the session.
 //!
 //! Its jobs live beside it: [`sockets`] (the channel's sockets and the frames fanned out to
-//! them), [`presence`] (who is online, here and on other replicas), [`persistence`] (what goes to
-//! the store and to SQL, and when), [`timers`] (deadlines and upkeep) and [`remote`] (the cluster).
+//! them), [`presence`] (who is online, here and on other replicas), [`advice`] (how often each
+//! should send), [`meeting`] (the destination, arrivals and the creator's changes),
+//! [`persistence`] (what goes to the store and to SQL, and when), [`timers`] (deadlines and
+//! upkeep) and [`remote`] (the cluster).
 //!
 //! Every handler runs under [`SessionActor::guard`]: a panic is caught, the session's sockets get
 //! `phx_error` (so Phoenix clients rejoin), the actor stops and the registry restarts it. Nothing
 //! of it can reach the other sessions or the registry.
 
+mod advice;
+mod meeting;
 mod persistence;
 mod presence;
 mod remote;
@@ -36,10 +40,11 @@ use super::rate_limit::TokenBucket;
 use super::registry::SessionRegistry;
 use crate::config::Limits;
 use crate::db::Db;
-use crate::domain::{EndReason, LeaveReason, LocationView, Participant, ParticipantId, Session, SessionId};
+use crate::domain::{EndReason, LeaveReason, LocationView, Motion, Participant, ParticipantId, Session, SessionId};
 use crate::metrics::Metrics;
-use crate::store::Store;
-use crate::views::ParticipantView;
+use crate::store::{ArrivalMap, Store};
+use crate::views::{rfc3339, ParticipantView};
+use advice::{Advice, Advisor};
 use persistence::{Loaded, Pending};
 use presence::Presence;
 pub use presence::PresenceMeta;
@@ -66,6 +71,8 @@ pub struct SessionDeps {
 struct Member {
     participant: Participant,
     bucket: TokenBucket,
+    /// Its recent positions, for its speed.
+    motion: Motion,
     /// Its removal for inactivity is being decided; don't start another.
     removing: bool,
 }
@@ -73,7 +80,7 @@ struct Member {
 impl Member {
     fn new(participant: Participant, limits: &Limits) -> Self {
         let bucket = TokenBucket::full(limits.max_updates_per_second, Instant::now());
-        Self { participant, bucket, removing: false }
+        Self { participant, bucket, motion: Motion::default(), removing: false }
     }
 }
 
@@ -97,6 +104,9 @@ pub struct SessionActor {
     members: HashMap<ParticipantId, Member>,
     sockets: Sockets,
     presence: Presence,
+    advisor: Advisor,
+    /// Who has arrived at the destination, and when (empty without one).
+    arrivals: ArrivalMap,
     /// Fresh positions, for the join snapshot, with when each expires.
     locations: HashMap<ParticipantId, (LocationView, Instant)>,
     pending: Pending,
@@ -110,6 +120,7 @@ impl SessionActor {
     /// A new actor for `id`; it loads its state when started.
     pub fn new(id: SessionId, deps: Arc<SessionDeps>, registry: Addr<SessionRegistry>) -> Self {
         let now = Instant::now();
+        let advisor = Advisor::new(deps.metrics.sockets_by_advice.clone());
         Self {
             id,
             topic: topic_of(&id),
@@ -120,6 +131,8 @@ impl SessionActor {
             members: HashMap::new(),
             sockets: Sockets::default(),
             presence: Presence::new(now),
+            advisor,
+            arrivals: ArrivalMap::new(),
             locations: HashMap::new(),
             pending: Pending::new(now),
             last_activity: Utc::now(),
@@ -177,6 +190,7 @@ impl SessionActor {
             }
             self.members.insert(p.id, Member::new(p, &self.deps.limits));
         }
+        self.arrivals = loaded.arrivals.into_iter().filter(|(user, _)| self.members.contains_key(user)).collect();
         for view in loaded.locations {
             if let Ok(user) = view.user_id.parse::<ParticipantId>() {
                 // The store's remaining TTL is not known here; count it from now at most.
@@ -212,7 +226,10 @@ impl SessionActor {
         let fresh = Instant::now();
         let locations: Vec<&LocationView> =
             self.locations.values().filter(|(_, exp)| *exp > fresh).map(|(v, _)| v).collect();
-        json!({ "participants": participants, "locations": locations })
+        let destination = self.destination();
+        let arrivals: HashMap<String, String> =
+            self.arrivals.iter().map(|(user, at)| (user.to_string(), rfc3339(at))).collect();
+        json!({ "participants": participants, "locations": locations, "destination": destination, "arrivals": arrivals })
     }
 
     /// Tells the local sockets (but `except`) how Presence changed since they were last told.
@@ -245,6 +262,10 @@ impl SessionActor {
         let state = encode_push(socket.vsn, &Value::Null, &self.topic, "presence_state", &self.presence.state());
         socket.outbox.push(Outgoing::Frame { text: joined, droppable: false });
         socket.outbox.push(Outgoing::Frame { text: state, droppable: false });
+        let advice = Advice::for_user(&self.deps.limits, &self.presence.viewers(), socket.participant);
+        if let Some(s) = self.sockets.get(socket.id) {
+            self.advisor.advise_now(s, advice, &self.topic, &self.deps.limits);
+        }
         Ok(())
     }
 
@@ -284,7 +305,8 @@ impl SessionActor {
             return;
         }
         metrics.updates_in.inc();
-        let view = msg.location.view(msg.participant);
+        let mut view = msg.location.view(msg.participant);
+        self.approach(msg.participant, &msg.location, &mut view, ctx);
         let delivered = self.sockets.broadcast(&self.topic, "location_update", &view, Some(msg.socket), true);
         metrics.deliveries_out.inc_by(delivered);
         sender.outbox.push(reply(Status::Ok, &json!({})));
@@ -336,6 +358,7 @@ impl SessionActor {
             self.publish_presence();
         }
         self.locations.remove(&user);
+        self.forget_arrival(user);
         self.pending.forget(user);
         if self.sockets.is_empty() {
             self.empty_since = Some(Instant::now());
@@ -476,6 +499,24 @@ impl Handler<SessionEvent> for SessionActor {
             SessionEvent::ParticipantJoined { participant } => act.participant_joined(participant),
             SessionEvent::ParticipantLeft { user, reason, .. } => act.participant_left(user, reason),
             SessionEvent::SessionEnded { reason, .. } => act.end(reason, false, ctx),
+            SessionEvent::DestinationSet { destination, .. } => act.destination_changed(Some(destination)),
+            SessionEvent::DestinationCleared { .. } => act.destination_changed(None),
+            SessionEvent::SessionUpdated { name, locked, .. } => act.session_updated(name, locked),
+        });
+    }
+}
+
+impl Handler<ViewingChanged> for SessionActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: ViewingChanged, ctx: &mut Context<Self>) {
+        self.guard(ctx, (), |act, _| {
+            if act.sockets.get(msg.socket).is_some_and(|s| s.handle.participant == msg.participant)
+                && act.presence.set_viewing(msg.participant, msg.socket, msg.visible)
+            {
+                act.sync_presence(None);
+                act.publish_presence();
+            }
         });
     }
 }

@@ -19,7 +19,7 @@ use super::{Phase, SessionActor};
 use crate::db::{self, DbError};
 use crate::domain::{EndReason, LocationView, Participant, ParticipantId, Session};
 use crate::metrics::Metrics;
-use crate::store::{SeenMap, StoreError};
+use crate::store::{ArrivalMap, SeenMap, StoreError};
 use crate::telemetry::Chain;
 
 /// How long positions wait to be written to the store, so that one write carries many.
@@ -39,6 +39,8 @@ pub struct Loaded {
     pub seen: SeenMap,
     /// The store's last activity (fresher than SQL's).
     pub activity: Option<DateTime<Utc>>,
+    /// Who has arrived at the session's destination.
+    pub arrivals: ArrivalMap,
 }
 
 /// What has not been written yet.
@@ -131,17 +133,25 @@ impl SessionActor {
                 })
                 .await?;
             let store = &deps.store;
-            let (locations, seen, activity) =
-                tokio::join!(store.locations(id), store.last_seen(id), store.last_activity(id));
-            let (locations, seen, activity) = (
+            let epoch = session.as_ref().and_then(|s| s.destination.as_ref()).map(crate::domain::Destination::epoch);
+            let arrivals = async {
+                match epoch {
+                    Some(epoch) => store.arrivals(id, epoch).await,
+                    None => Ok(ArrivalMap::new()),
+                }
+            };
+            let (locations, seen, activity, arrivals) =
+                tokio::join!(store.locations(id), store.last_seen(id), store.last_activity(id), arrivals);
+            let (locations, seen, activity, arrivals) = (
                 locations.unwrap_or_else(|e| store_error(&deps.metrics, &e)),
                 seen.unwrap_or_else(|e| store_error(&deps.metrics, &e)),
                 activity.unwrap_or_else(|e| store_error(&deps.metrics, &e)),
+                arrivals.unwrap_or_else(|e| store_error(&deps.metrics, &e)),
             );
             if session.is_some() {
                 deps.bus.subscribe(id).await;
             }
-            Ok::<_, DbError>(Loaded { session, participants, locations, seen, activity })
+            Ok::<_, DbError>(Loaded { session, participants, locations, seen, activity, arrivals })
         };
         ctx.wait(load.into_actor(self).map(|loaded, act, ctx| {
             act.guard(ctx, (), |act, ctx| match loaded {
@@ -227,7 +237,13 @@ impl SessionActor {
     /// conditional update, so it is recorded once whoever gets there first).
     pub(super) fn forget_session(&self, reason: EndReason, record: bool) {
         let (id, deps) = (self.id, self.deps.clone());
+        let epoch = self.destination().map(crate::domain::Destination::epoch);
         actix::spawn(async move {
+            if let Some(epoch) = epoch {
+                if let Err(e) = deps.store.forget_arrivals(id, epoch).await {
+                    store_error::<()>(&deps.metrics, &e);
+                }
+            }
             if record {
                 match deps.db.run(move |conn| db::sessions::mark_ended(conn, id, reason, Utc::now())).await {
                     Ok(true) => {}

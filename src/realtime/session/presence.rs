@@ -5,6 +5,11 @@
 //! announces who is online on it (on every change and every [`HEARTBEAT`]), and a replica not
 //! heard of for [`EXPIRY`] is presumed dead, its entries gone. The sockets are told the merged
 //! view as `presence_state` on joining and `presence_diff` on every change of who is online.
+//!
+//! A meta also says whether its participant is looking at the map (`viewing`, SPEC §8): true
+//! while any of its sockets here is visible (a socket that never said is). A change of it
+//! replaces the meta, as `Presence.update` does in Phoenix: a new `phx_ref`, the old one in
+//! `phx_ref_prev`, and the diff lists the participant under both `leaves` and `joins`.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -33,16 +38,32 @@ pub struct PresenceMeta {
     pub avatar_color: String,
     /// When it came online (RFC 3339).
     pub online_at: String,
+    /// Whether it looks at the map now; a replica that does not say means yes.
+    #[serde(default = "visible")]
+    pub viewing: bool,
+    /// The meta this one replaced, when `viewing` changed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phx_ref_prev: Option<String>,
+}
+
+fn visible() -> bool {
+    true
+}
+
+fn new_ref() -> String {
+    format!("F{:016x}", rand::random::<u64>())
 }
 
 impl PresenceMeta {
     /// The meta of `p` coming online at `at`.
     fn new(p: &Participant, at: DateTime<Utc>) -> Self {
         Self {
-            phx_ref: format!("F{:016x}", rand::random::<u64>()),
+            phx_ref: new_ref(),
             display_name: p.display_name.as_str().to_owned(),
             avatar_color: p.avatar_color.as_str().to_owned(),
             online_at: rfc3339(&at),
+            viewing: true,
+            phx_ref_prev: None,
         }
     }
 }
@@ -69,10 +90,24 @@ struct MetasOwned {
     metas: [PresenceMeta; 1],
 }
 
-/// Online here: the meta, and the sockets that keep the participant online.
+/// Online here: the meta, and the sockets that keep the participant online (each visible or not).
 struct Here {
     meta: PresenceMeta,
-    sockets: HashSet<SocketId>,
+    sockets: HashMap<SocketId, bool>,
+}
+
+impl Here {
+    /// Brings the meta's `viewing` in line with the sockets; true when that replaced the meta.
+    fn refresh(&mut self) -> bool {
+        let viewing = self.sockets.values().any(|visible| *visible);
+        if viewing == self.meta.viewing {
+            return false;
+        }
+        let prev = std::mem::replace(&mut self.meta.phx_ref, new_ref());
+        self.meta.phx_ref_prev = Some(prev);
+        self.meta.viewing = viewing;
+        true
+    }
 }
 
 /// Another replica's last announcement.
@@ -96,26 +131,50 @@ impl Presence {
         Self { here: HashMap::new(), elsewhere: HashMap::new(), told: HashMap::new(), last_announced: now }
     }
 
-    /// A socket of `p` joined the channel; true when `p` just came online here.
+    /// A socket of `p` joined the channel (visible until it says otherwise); true when this
+    /// replica's entries changed: `p` just came online here, or now views through this socket.
     pub fn track(&mut self, socket: SocketId, p: &Participant, at: DateTime<Utc>) -> bool {
         let first = !self.here.contains_key(&p.id);
         let here =
-            self.here.entry(p.id).or_insert_with(|| Here { meta: PresenceMeta::new(p, at), sockets: HashSet::new() });
-        here.sockets.insert(socket);
-        first
+            self.here.entry(p.id).or_insert_with(|| Here { meta: PresenceMeta::new(p, at), sockets: HashMap::new() });
+        here.sockets.insert(socket, true);
+        here.refresh() || first
     }
 
-    /// A socket of `user` left the channel; true when it was `user`'s last one here.
+    /// A socket of `user` left the channel; true when this replica's entries changed: it was
+    /// `user`'s last socket here, or the last visible one.
     pub fn untrack(&mut self, user: ParticipantId, socket: SocketId) -> bool {
         let Some(here) = self.here.get_mut(&user) else {
             return false;
         };
-        here.sockets.remove(&socket);
-        let last = here.sockets.is_empty();
-        if last {
-            self.here.remove(&user);
+        if here.sockets.remove(&socket).is_none() {
+            return false;
         }
-        last
+        if here.sockets.is_empty() {
+            self.here.remove(&user);
+            return true;
+        }
+        here.refresh()
+    }
+
+    /// A socket of `user` says whether its user looks at the map; true when that changed the meta.
+    pub fn set_viewing(&mut self, user: ParticipantId, socket: SocketId, visible: bool) -> bool {
+        let Some(here) = self.here.get_mut(&user) else {
+            return false;
+        };
+        match here.sockets.get_mut(&socket) {
+            Some(v) => *v = visible,
+            None => return false,
+        }
+        here.refresh()
+    }
+
+    /// Who looks at the map now, on any replica.
+    pub fn viewers(&self) -> HashSet<ParticipantId> {
+        let here = self.here.iter().filter(|(_, h)| h.meta.viewing).map(|(u, _)| *u);
+        let elsewhere =
+            self.elsewhere.values().flat_map(|r| r.online.iter().filter(|(_, m)| m.viewing).map(|(u, _)| *u));
+        here.chain(elsewhere).collect()
     }
 
     /// `user` left the session: gone from here and from every replica's entries. True when it was
@@ -176,15 +235,16 @@ impl Presence {
         merged
     }
 
-    /// Who came online and who went since the sockets were last told (who are now told);
-    /// `None` when nobody did.
+    /// Who came online, who went and whose meta changed since the sockets were last told (who
+    /// are now told); `None` when nothing did.
     pub fn diff(&mut self) -> Option<PresenceDiff> {
         let now = self.merged();
         let entry = |meta: &PresenceMeta| MetasOwned { metas: [meta.clone()] };
+        let same = |a: Option<&PresenceMeta>, b: &PresenceMeta| a.is_some_and(|a| a.phx_ref == b.phx_ref);
         let joins: HashMap<_, _> =
-            now.iter().filter(|(u, _)| !self.told.contains_key(*u)).map(|(u, m)| (*u, entry(m))).collect();
+            now.iter().filter(|(u, m)| !same(self.told.get(*u), m)).map(|(u, m)| (*u, entry(m))).collect();
         let leaves: HashMap<_, _> =
-            self.told.iter().filter(|(u, _)| !now.contains_key(*u)).map(|(u, m)| (*u, entry(m))).collect();
+            self.told.iter().filter(|(u, m)| !same(now.get(*u), m)).map(|(u, m)| (*u, entry(m))).collect();
         self.told = now;
         (!joins.is_empty() || !leaves.is_empty()).then_some(PresenceDiff { joins, leaves })
     }
@@ -234,7 +294,49 @@ mod tests {
             display_name: name.into(),
             avatar_color: "#000000".into(),
             online_at: "t".into(),
+            viewing: true,
+            phx_ref_prev: None,
         }
+    }
+
+    #[test]
+    fn viewing_follows_any_visible_socket_and_replaces_the_meta() {
+        let mut p = Presence::new(Instant::now());
+        let ana = person("Ana");
+        p.track(1, &ana, Utc::now());
+        p.track(2, &ana, Utc::now());
+        p.diff();
+        assert!(p.viewers().contains(&ana.id), "a socket that never said is visible");
+        assert!(!p.set_viewing(ana.id, 1, false), "socket 2 still looks");
+        let first = p.here()[&ana.id].phx_ref.clone();
+        assert!(p.set_viewing(ana.id, 2, false));
+        assert!(p.viewers().is_empty());
+        let meta = p.here()[&ana.id].clone();
+        assert_eq!((meta.viewing, meta.phx_ref_prev.as_deref()), (false, Some(first.as_str())));
+        let diff = json_of(p.diff());
+        assert_eq!((names(&diff, "joins"), names(&diff, "leaves")), (vec!["Ana".into()], vec!["Ana".into()]));
+        assert_eq!(diff["joins"][ana.id.to_string()]["metas"][0]["viewing"], false);
+        assert_eq!(diff["leaves"][ana.id.to_string()]["metas"][0]["viewing"], true);
+        assert!(!p.set_viewing(ana.id, 2, false), "no change, no new meta");
+        assert!(p.diff().is_none());
+        // A new visible socket makes it view again; the hidden one leaving changes nothing more.
+        assert!(p.track(3, &ana, Utc::now()));
+        assert!(!p.untrack(ana.id, 1));
+        assert!(p.viewers().contains(&ana.id));
+        assert!(!p.set_viewing(ana.id, 9, false), "an unknown socket");
+    }
+
+    #[test]
+    fn viewers_elsewhere_count_and_old_replicas_mean_visible() {
+        let now = Instant::now();
+        let mut p = Presence::new(now);
+        let (cy, di) = (ParticipantId::new(), ParticipantId::new());
+        let hidden = PresenceMeta { viewing: false, ..meta("Di") };
+        let old: PresenceMeta = serde_json::from_value(serde_json::json!(
+            {"phx_ref": "R", "display_name": "Cy", "avatar_color": "#000000", "online_at": "t"}))
+        .unwrap_or_else(|e| panic!("{e}"));
+        p.heard("replica-b".into(), HashMap::from([(cy, old), (di, hidden)]), now);
+        assert_eq!(p.viewers(), HashSet::from([cy]));
     }
 
     #[test]

@@ -9,7 +9,7 @@ use chrono::Utc;
 
 use super::super::cluster::ClusterEvent;
 use super::{Phase, SessionActor};
-use crate::domain::{Participant, ParticipantId};
+use crate::domain::{Participant, ParticipantId, Transition};
 
 impl SessionActor {
     /// Tells the other replicas who is online here.
@@ -52,6 +52,15 @@ impl SessionActor {
             }
             ClusterEvent::Left { user_id, reason } => self.participant_left(user_id, reason),
             ClusterEvent::Ended { reason } => self.end(reason, false, ctx),
+            ClusterEvent::DestinationSet { destination } => self.destination_changed(Some(destination)),
+            ClusterEvent::DestinationCleared => self.destination_changed(None),
+            ClusterEvent::SessionUpdated { name, locked } => self.session_updated(name, locked),
+            ClusterEvent::Arrived { user_id, arrived_at, epoch } => {
+                self.remote_transition(user_id, Transition::Arrived, arrived_at, epoch)
+            }
+            ClusterEvent::Departed { user_id, departed_at, epoch } => {
+                self.remote_transition(user_id, Transition::Departed, departed_at, epoch)
+            }
             ClusterEvent::Presence { online } => {
                 // A replica new to this session (its actor just started) learns who is here at once.
                 let newcomer = self.presence.heard(origin, online, Instant::now());

@@ -81,6 +81,11 @@ impl Sockets {
         self.members.get(&id)
     }
 
+    /// Every socket in the channel.
+    pub fn iter(&self) -> impl Iterator<Item = &Socket> {
+        self.members.values()
+    }
+
     /// True when no socket is in the channel.
     pub fn is_empty(&self) -> bool {
         self.members.is_empty()

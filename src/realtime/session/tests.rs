@@ -1,7 +1,7 @@
 //! The session actor without a WebSocket: sockets are outboxes, events come through the registry.
 
 use actix::Addr;
-use serde_json::json;
+use serde_json::{json, Value};
 
 use super::super::fixture::{drain, receive, socket, Fixture, Got};
 use super::super::messages::{JoinRefusal, LocationReported, SocketHandle};
@@ -54,9 +54,11 @@ async fn a_join_gets_the_snapshot_then_presence_and_the_others_hear_of_it() {
     let a = socket(1, ana.id, Vsn::V2);
     f.join(sid, &a, "1").await.unwrap_or_else(|r| panic!("{r:?}"));
     let got = drain(&a);
-    assert_eq!(events(&got), vec!["phx_reply", "presence_state"]);
+    assert_eq!(events(&got), vec!["phx_reply", "presence_state", "rate_advice"]);
+    assert_eq!(got[2].payload(), &json!({"interval_ms": 15000, "watchers": 0}), "alone: nobody looks");
     assert_eq!(got[0].payload()["status"], "ok");
     let snapshot = &got[0].payload()["response"];
+    assert_eq!((&snapshot["destination"], &snapshot["arrivals"]), (&Value::Null, &json!({})));
     assert_eq!(snapshot["participants"].as_array().map(Vec::len), Some(2), "{snapshot}");
     assert_eq!(snapshot["participants"][0]["display_name"], "Ana", "in joining order");
     assert_eq!(snapshot["locations"], json!([]));

@@ -39,6 +39,7 @@ impl SessionActor {
         self.remove_idle_members(now, inactivity, ctx);
         self.flush_seen(ctx);
         self.tend_presence();
+        self.advisor.tend(&self.sockets, &self.presence.viewers(), &self.topic, &self.deps.limits);
         if self.sockets.is_empty() && self.empty_since.is_some_and(|t| t.elapsed() >= EMPTY_GRACE) {
             ctx.stop();
         }
