@@ -10,8 +10,10 @@ use std::path::PathBuf;
 use clap::error::ErrorKind;
 use clap::{Args as ClapArgs, Parser, Subcommand};
 
+mod advice;
 mod soak;
 
+pub use advice::AdviceArgs;
 pub use soak::SoakArgs;
 
 /// What the run does.
@@ -27,6 +29,8 @@ pub enum Mode {
     Rest,
     /// Fan-out, churn, REST and abusers at once for minutes; the server's RSS and open files.
     Soak,
+    /// Sessions whose clients follow `rate_advice` while a few look at the map; updates/s.
+    Advice,
 }
 
 impl Mode {
@@ -38,6 +42,7 @@ impl Mode {
             Self::Churn => "churn",
             Self::Rest => "rest",
             Self::Soak => "soak",
+            Self::Advice => "advice",
         }
     }
 }
@@ -112,6 +117,8 @@ pub struct Args {
     pub quiet: bool,
     /// Soak: the rest of its options.
     pub soak: SoakArgs,
+    /// Advice: the rest of its options.
+    pub advice: AdviceArgs,
 }
 
 const AFTER_HELP: &str = "\
@@ -226,6 +233,9 @@ enum ModeCli {
     /// Fan-out, churn, REST and abusive clients at once: is the server's memory flat?
     #[command(after_help = soak::ABOUT)]
     Soak(soak::SoakCli),
+    /// Clients that follow rate_advice while a few look at the map: updates/s with and without
+    #[command(after_help = advice::ABOUT)]
+    Advice(advice::AdviceCli),
 }
 
 #[derive(Debug, ClapArgs)]
@@ -489,6 +499,7 @@ where
         worker: cli.worker,
         quiet: cli.quiet,
         soak: SoakArgs::default(),
+        advice: AdviceArgs::default(),
     };
     match cli.mode {
         ModeCli::Fanout(m) => {
@@ -516,6 +527,10 @@ where
         ModeCli::Soak(m) => {
             a.mode = Mode::Soak;
             soak::apply(m, &mut a)?;
+        }
+        ModeCli::Advice(m) => {
+            a.mode = Mode::Advice;
+            advice::apply(m, &mut a)?;
         }
     }
     Ok(a)
@@ -579,6 +594,24 @@ impl Args {
                 push("--heartbeat", self.heartbeat.to_string());
                 push("--rate", self.rate.to_string());
                 push("--reuse", self.reuse.to_string());
+            }
+            Mode::Advice => {
+                push("--heartbeat", self.heartbeat.to_string());
+                push("--setup-concurrency", self.setup_concurrency.to_string());
+                push("--sessions", self.sessions.to_string());
+                push("--participants", self.participants.to_string());
+                push("--rate", self.rate.to_string());
+                push("--warmup", self.warmup.to_string());
+                push("--drain", self.drain.to_string());
+                push("--viewers", self.advice.viewers.to_string());
+                push("--sample-every", self.advice.sample_every.to_string());
+                push("--evening-hours", self.advice.evening_hours.to_string());
+                if let Some((on, off)) = self.advice.glance {
+                    push("--glance", format!("{on},{off}"));
+                }
+                if self.advice.ignore_advice {
+                    v.push("--ignore-advice".to_owned());
+                }
             }
             Mode::Rest => push("--concurrency", self.concurrency.to_string()),
             // Never split: a soak's samples are gathered in the memory of its one process.

@@ -22,7 +22,7 @@ const FD_RESERVE: u64 = 128;
 pub fn fds_needed(a: &Args) -> u64 {
     let setup = (a.threads * a.setup_concurrency) as u64;
     match a.mode {
-        Mode::Fanout => (a.sessions * a.participants) as u64 + setup,
+        Mode::Fanout | Mode::Advice => (a.sessions * a.participants) as u64 + setup,
         Mode::Idle => a.sockets as u64 + setup,
         Mode::Churn => ((a.rate * 5.0) as u64).clamp(64, 8192) * 2,
         Mode::Rest => a.concurrency as u64 * 2,
@@ -304,7 +304,7 @@ pub fn run(args: Args, nofile: u64) -> u8 {
         workers.go(Some(t0));
         let secs = |s: f64| (s * 1e6) as i64;
         match args.mode {
-            Mode::Fanout => {
+            Mode::Fanout | Mode::Advice => {
                 let start = t0 + secs(args.warmup);
                 let end = start + secs(args.duration);
                 log(&format!("running: {:.0} s warm-up, {:.0} s measured", args.warmup, args.duration));
@@ -366,6 +366,9 @@ pub fn run(args: Args, nofile: u64) -> u8 {
     tl.missing_workers = missing;
 
     let report = report::build(&args, &merged, &tl);
+    if args.mode == Mode::Advice {
+        print!("{}", crate::advice::report::lines(&report));
+    }
     print!("{}", report::table(&report));
     if let Some(path) = &args.json {
         let text = serde_json::to_string_pretty(&report).unwrap_or_default();

@@ -2,6 +2,7 @@
 //! WebSocket per participant) and reports delivery latency, loss, and the server's CPU and
 //! memory. See `loadgen --help` and benches/run.
 
+mod advice;
 mod args;
 mod churn;
 mod coord;

@@ -47,12 +47,12 @@ pub struct Timeline {
     pub soak: Vec<crate::soak::verdict::Sample>,
 }
 
-fn round(x: f64, places: i32) -> f64 {
+pub(crate) fn round(x: f64, places: i32) -> f64 {
     let f = 10f64.powi(places);
     (x * f).round() / f
 }
 
-fn ratio(a: f64, b: f64) -> Value {
+pub(crate) fn ratio(a: f64, b: f64) -> Value {
     if b > 0.0 && a.is_finite() {
         json!(round(a / b, 3))
     } else {
@@ -60,11 +60,11 @@ fn ratio(a: f64, b: f64) -> Value {
     }
 }
 
-fn summary(s: Summary) -> Value {
+pub(crate) fn summary(s: Summary) -> Value {
     serde_json::to_value(s).unwrap_or(Value::Null)
 }
 
-fn cpu(tl: &Timeline) -> Option<f64> {
+pub(crate) fn cpu(tl: &Timeline) -> Option<f64> {
     Some(tl.window_end?.cpu_seconds - tl.window_start?.cpu_seconds)
 }
 
@@ -89,6 +89,11 @@ pub fn build(a: &Args, m: &WorkerReport, tl: &Timeline) -> Value {
         Mode::Idle => json!({"sockets": a.sockets, "per_session": a.per_session, "heartbeat_s": a.heartbeat}),
         Mode::Churn => json!({"rate_per_s": a.rate, "reuse": a.reuse, "settle_s": a.settle}),
         Mode::Rest => json!({"concurrency": a.concurrency}),
+        Mode::Advice => json!({"sessions": a.sessions, "participants": a.participants, "viewers": a.advice.viewers,
+                               "rate_hz": a.rate, "ignore_advice": a.advice.ignore_advice,
+                               "warmup_s": a.warmup, "drain_s": a.drain, "heartbeat_s": a.heartbeat,
+                               "sample_every_s": a.advice.sample_every, "evening_hours": a.advice.evening_hours,
+                               "glance_s": a.advice.glance.map(|(on, off)| [on, off])}),
         Mode::Soak => {
             let s = &a.soak;
             json!({"sessions": a.sessions, "participants": a.participants, "rate_hz": a.rate,
@@ -111,7 +116,7 @@ pub fn build(a: &Args, m: &WorkerReport, tl: &Timeline) -> Value {
     let held = m.get("held");
 
     match a.mode {
-        Mode::Fanout | Mode::Idle => {
+        Mode::Fanout | Mode::Idle | Mode::Advice => {
             let attempted = m.get("connections_attempted");
             r.insert(
                 "connections".into(),
@@ -194,6 +199,7 @@ pub fn build(a: &Args, m: &WorkerReport, tl: &Timeline) -> Value {
             );
         }
         Mode::Soak => crate::soak::verdict::insert(a, m, tl, &mut r),
+        Mode::Advice => crate::advice::report::insert(a, m, tl, &mut r),
         Mode::Rest => {
             let (c_ok, j_ok) = (m.get("create_ok"), m.get("join_ok"));
             r.insert(
@@ -273,8 +279,9 @@ pub fn table(report: &Value) -> String {
     let mut rows = Vec::new();
     if let Value::Object(map) = report {
         for (k, v) in map {
-            // Each soak sample was printed as a line of its own as it was taken.
-            if k == "error_samples" || k == "samples" {
+            // Each soak sample was printed as a line of its own as it was taken, and each advice
+            // interval before the table.
+            if k == "error_samples" || k == "samples" || k == "intervals" {
                 continue;
             }
             flatten(k, v, &mut rows);

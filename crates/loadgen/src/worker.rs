@@ -80,6 +80,7 @@ async fn thread_main(env: Rc<Env>, ready: mpsc::Sender<()>, go: Go) {
         Mode::Churn => crate::churn::run(env, ready, go).await,
         Mode::Rest => crate::rest::run(env, ready, go).await,
         Mode::Soak => crate::soak::run(env, ready, go).await,
+        Mode::Advice => crate::advice::run(env, ready, go).await,
     }
 }
 

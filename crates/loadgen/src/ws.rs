@@ -101,6 +101,23 @@ pub fn location_frame(topic: &str, msg_ref: u64, lat: f64, lng: f64, timestamp: 
     )
 }
 
+/// The frame of a `viewing` event (SPEC §8): whether this socket's user looks at the map.
+pub fn viewing_frame(topic: &str, msg_ref: u64, visible: bool) -> String {
+    format!(r#"["{JOIN_REF}","{msg_ref}","{topic}","viewing",{{"visible":{visible}}}]"#)
+}
+
+/// A `rate_advice` push's `(interval_ms, watchers)`, when `text` is one (else `None`).
+pub fn rate_advice(text: &str) -> Option<(u64, u64)> {
+    let head = text.get(..HEAD.min(text.len())).unwrap_or(text);
+    if !head.contains(r#"","rate_advice",{"#) {
+        return None;
+    }
+    // Rare frames (one per change of advice): parsed in full.
+    let v: serde_json::Value = serde_json::from_str(text).ok()?;
+    let payload = v.get(4)?;
+    Some((payload.get("interval_ms")?.as_u64()?, payload.get("watchers")?.as_u64()?))
+}
+
 /// A Phoenix heartbeat.
 pub fn heartbeat_frame(msg_ref: u64) -> String {
     format!(r#"[null,"h{msg_ref}","phoenix","heartbeat",{{}}]"#)
@@ -165,6 +182,15 @@ mod tests {
         let presence = r#"[null,null,"location:x","presence_diff",{"joins":{"u":{"metas":[{"display_name":"location_update"}]}},"leaves":{}}]"#;
         assert_eq!(classify(presence), Frame::Other);
         assert_eq!(classify("not json at all"), Frame::Other);
+        let advice = r#"["1",null,"location:x","rate_advice",{"interval_ms":15000,"watchers":0}]"#;
+        assert_eq!(rate_advice(advice), Some((15000, 0)));
+        assert_eq!(classify(advice), Frame::Other);
+        assert_eq!(
+            rate_advice(r#"[null,null,"location:x","rate_advice",{"watchers":2,"interval_ms":1000}]"#),
+            Some((1000, 2))
+        );
+        assert_eq!(rate_advice(r#"[null,null,"location:x","rate_advice",{"interval_ms":"fast"}]"#), None);
+        assert_eq!(rate_advice(presence), None);
         // A multi-byte character at the cut must not panic.
         let long = format!(r#"[null,null,"{}","e",{{}}]"#, "é".repeat(200));
         assert_eq!(classify(&long), Frame::Other);
@@ -181,6 +207,10 @@ mod tests {
         let map = f.payload.as_object().cloned().unwrap_or_default();
         let now = chrono::Utc::now();
         assert!(location_sharing::domain::Location::parse(&map, now).is_ok());
+        let v = decode(Vsn::V2, &viewing_frame("location:s", 5, false), "").unwrap_or_else(|e| panic!("{e:?}"));
+        assert_eq!((v.event.as_str(), v.msg_ref.as_str()), ("viewing", Some("5")));
+        let map = v.payload.as_object().cloned().unwrap_or_default();
+        assert!(location_sharing::domain::Viewing::parse(&map).is_ok_and(|v| !v.visible()));
         let hb = decode(Vsn::V2, &heartbeat_frame(3), "").unwrap_or_else(|e| panic!("{e:?}"));
         assert_eq!((hb.topic.as_str(), hb.event.as_str()), ("phoenix", "heartbeat"));
     }

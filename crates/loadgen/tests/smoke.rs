@@ -299,6 +299,113 @@ fn soak_smoke() {
     assert!(started.elapsed() < Duration::from_secs(25), "took {:?}", started.elapsed());
 }
 
+/// A server for the advice runs: the abuse limits off, as for the others, and short advised
+/// intervals (200 ms while somebody else looks, 1 s while nobody does) so a few seconds show both.
+fn start_advice_server() -> Server {
+    start_server_with(&[
+        ("CREATE_SESSIONS_PER_MINUTE", "0"),
+        ("JOINS_PER_MINUTE", "0"),
+        ("SOCKET_CONNECTS_PER_MINUTE", "0"),
+        ("MAX_SOCKETS_PER_ADDRESS", "0"),
+        ("MAX_SOCKETS_PER_PARTICIPANT", "0"),
+        ("FAST_UPDATE_INTERVAL_MS", "200"),
+        ("IDLE_UPDATE_INTERVAL_MS", "1000"),
+    ])
+}
+
+/// One session of 6 at 5 Hz (the fast interval), one of them looking at the map, 4 s measured
+/// after 3 s for the advice to settle (it follows a change within 2 s).
+const ADVICE_RUN: [&str; 17] = [
+    "advice",
+    "--sessions",
+    "1",
+    "--participants",
+    "6",
+    "--viewers",
+    "1",
+    "--rate",
+    "5",
+    "--duration",
+    "4",
+    "--warmup",
+    "3",
+    "--drain",
+    "1",
+    "--sample-every",
+    "1",
+];
+
+#[track_caller]
+fn check_advice(report: &Value) {
+    assert_eq!(report["mode"], "advice");
+    assert_keys(
+        report,
+        &[
+            "/updates/per_second",
+            "/updates/ratio_to_full_rate",
+            "/deliveries/per_second",
+            "/latency_us/p99",
+            "/advice/pushes",
+            "/evening/updates_per_session",
+            "/evening/updates_per_session_at_full_rate",
+            "/server/cpu_seconds",
+        ],
+    );
+    assert_eq!(report["connections"]["held"], 6, "{report:#}");
+    assert_eq!(
+        (report["advice"]["viewing_true"].as_u64(), report["advice"]["viewing_false"].as_u64()),
+        (Some(1), Some(5))
+    );
+    // Every viewing event and update was answered ok, and every update reached the 5 others.
+    assert_eq!(report["updates"]["replies_error"], 0, "{report:#}");
+    let sent = report["updates"]["sent"].as_u64().unwrap();
+    assert_eq!(report["deliveries"]["expected"].as_u64(), Some(sent * 5), "{report:#}");
+    assert_eq!(report["deliveries"]["lost"], 0, "no loss on loopback: {report:#}");
+    // The advice each client ends with: the viewer is watched by nobody else (idle, 1 s); the five
+    // others are watched by the viewer (fast, 200 ms).
+    assert!(report["advice"]["pushes"].as_u64().unwrap() >= 6, "one right after each join: {report:#}");
+    assert_eq!(report["advice"]["interval_ms_min"], 200, "{report:#}");
+    assert_eq!(report["advice"]["interval_ms_max"], 1000, "{report:#}");
+    assert_eq!(report["advice"]["clients_fast_at_end"], 5, "{report:#}");
+    assert_eq!(report["advice"]["clients_idle_at_end"], 1, "{report:#}");
+    assert_eq!(report["advice"]["clients_unadvised_at_end"], 0, "{report:#}");
+    let intervals = report["intervals"].as_array().unwrap();
+    assert_eq!(intervals.len(), 4, "one a second: {report:#}");
+    for i in intervals {
+        assert_eq!((i["fast"].as_u64(), i["idle"].as_u64()), (Some(5), Some(1)), "{i}");
+    }
+}
+
+#[test]
+fn advice_clients_follow_the_advice() {
+    let server = start_advice_server();
+    let (report, out) = loadgen(&server, &ADVICE_RUN);
+    check_advice(&report);
+    assert_eq!(report["advice"]["followed"], true);
+    // 5 clients at 5 Hz and the viewer at 1 Hz for 4 s: 104 updates, not 120 (a client's first
+    // update of the window may fall either side of its edge).
+    let sent = report["updates"]["sent"].as_u64().unwrap();
+    assert!((100..=108).contains(&sent), "{report:#}");
+    let ratio = report["updates"]["ratio_to_full_rate"].as_f64().unwrap();
+    assert!((0.8..0.92).contains(&ratio), "{report:#}");
+    let lines = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(lines.lines().filter(|l| l.starts_with("advice t=")).count(), 4, "{lines}");
+    assert!(lines.contains("fast=5 idle=1 unadvised=0"), "{lines}");
+}
+
+#[test]
+fn advice_baseline_ignores_the_advice() {
+    let server = start_advice_server();
+    let args: Vec<&str> = ADVICE_RUN.iter().copied().chain(["--ignore-advice"]).collect();
+    let (report, _) = loadgen(&server, &args);
+    check_advice(&report);
+    assert_eq!(report["advice"]["followed"], false);
+    // Told the same, all 6 send at 5 Hz for 4 s (the schedule is counted from due times).
+    let sent = report["updates"]["sent"].as_u64().unwrap();
+    assert!((118..=120).contains(&sent), "{report:#}");
+    assert_eq!(report["evening"]["updates_per_session_at_full_rate"], 6.0 * 5.0 * 4.0 * 3600.0, "{report:#}");
+}
+
 #[test]
 fn the_url_can_come_from_loadgen_url() {
     let server = start_server();

@@ -192,7 +192,7 @@ fn parse_ratio(raw: &str) -> Result<f64, String> {
 }
 
 /// A mistake that only shows with two flags together, named like clap's own.
-fn invalid(flag: &str, value: impl std::fmt::Display, why: &str) -> clap::Error {
+pub(super) fn invalid(flag: &str, value: impl std::fmt::Display, why: &str) -> clap::Error {
     clap::Error::raw(ErrorKind::ValueValidation, format!("invalid value '{value}' for '{flag}': {why}\n"))
 }
 
