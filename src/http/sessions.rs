@@ -187,7 +187,11 @@ pub struct UpdateSessionRequest {
     /// Lock (joins answer 403) or unlock.
     pub locked: Option<bool>,
     /// A new title (the rules of `POST /api/sessions`), or `null` to clear it.
-    #[schema(nullable)]
+    // The pattern is `SessionName::parse` exactly, as for `CreateSessionRequest::name`.
+    #[schema(
+        nullable,
+        pattern = r"^[\t\n\u000b\u000c\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]*([^\u0000-\u0020\u007f-\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]([^\u0000-\u001f\u007f-\u009f]{0,98}[^\u0000-\u0020\u007f-\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000])?)?[\t\n\u000b\u000c\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]*$"
+    )]
     pub name: Option<String>,
 }
 
