@@ -6,6 +6,7 @@
 mod auth;
 mod cap;
 mod contract;
+mod destination;
 mod edges;
 mod health;
 mod helpers;
