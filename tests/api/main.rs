@@ -3,6 +3,7 @@
 //! by default, the Redis of `TEST_REDIS_URL` when set) and talks to it over the network.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod arrivals;
 mod auth;
 mod cap;
 mod contract;
