@@ -15,6 +15,7 @@ mod limits;
 mod log_secrets;
 mod participants;
 mod process;
+mod rate_advice;
 mod sessions;
 mod shutdown;
 mod slow_clients;
