@@ -12,6 +12,7 @@ mod edges;
 mod health;
 mod helpers;
 mod limits;
+mod locking;
 mod log_secrets;
 mod participants;
 mod process;
