@@ -70,7 +70,8 @@ async fn arriving_and_departing_are_announced_once_with_hysteresis() {
     // Just outside the radius, within radius + max(accuracy, 50): still arrived.
     a.location(&t, at(140.0, json!({"accuracy": 5.0}))).await.assert_ok("140 m, accuracy 5");
     a.location(&t, at(180.0, json!({"accuracy": 90.0}))).await.assert_ok("180 m, accuracy 90");
-    let upd = b.assert_push("location_update", |p| p["distance_m"].as_u64().is_some_and(|d| (170..190).contains(&d))).await;
+    let upd =
+        b.assert_push("location_update", |p| p["distance_m"].as_u64().is_some_and(|d| (170..190).contains(&d))).await;
     assert_eq!(upd.payload["eta_s"], json!(0), "still arrived: {}", upd.payload);
     for client in [&mut a, &mut b, &mut p] {
         client.refute_push("participant_departed", QUIET).await;
@@ -88,7 +89,8 @@ async fn arriving_and_departing_are_announced_once_with_hysteresis() {
         departed.push(ev.payload);
     }
     assert!(departed.windows(2).all(|w| w[0] == w[1]), "{departed:?}");
-    let upd = b.assert_push("location_update", |p| p["distance_m"].as_u64().is_some_and(|d| (350..450).contains(&d))).await;
+    let upd =
+        b.assert_push("location_update", |p| p["distance_m"].as_u64().is_some_and(|d| (350..450).contains(&d))).await;
     assert_ne!(upd.payload["eta_s"], json!(0), "no longer arrived: {}", upd.payload);
     assert_eq!(snapshot(&app, &people[2].token, sid).await["arrivals"], json!({}), "snapshot after departing");
 
@@ -239,6 +241,7 @@ async fn across_two_replicas_every_socket_hears_each_arrival_exactly_once() {
         client.drain_for(Duration::from_secs(2)).await;
         assert_eq!(client.count("participant_departed"), 1, "departure exactly once");
     }
-    let total = one.metric("location_sharing_arrivals_total").await + two.metric("location_sharing_arrivals_total").await;
+    let total =
+        one.metric("location_sharing_arrivals_total").await + two.metric("location_sharing_arrivals_total").await;
     assert!(total >= 2.0, "arrivals counted: {total}");
 }

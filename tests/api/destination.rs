@@ -30,7 +30,8 @@ pub fn assert_destination(value: &Value, lat: f64, lng: f64, radius_m: f64, labe
 
 /// Sets the destination at `DEST` with this radius (asserts 200) and gives the object.
 pub async fn set_dest(app: &TestApp, sid: &str, creator: &str, radius_m: f64) -> Value {
-    let resp = app.put_destination(sid, Some(creator), &json!({"lat": DEST.0, "lng": DEST.1, "radius_m": radius_m})).await;
+    let resp =
+        app.put_destination(sid, Some(creator), &json!({"lat": DEST.0, "lng": DEST.1, "radius_m": radius_m})).await;
     resp.assert_status(200, "PUT destination");
     resp.json
 }
