@@ -252,3 +252,32 @@ async fn location_updates_carry_distance_and_eta_only_while_a_destination_is_set
     let seen = b.next_event("location_update").await;
     assert_location_view(&seen.payload, &ana.user_id, "after clearing");
 }
+
+#[actix_rt::test]
+async fn bad_json_or_another_content_type_is_refused() {
+    use crate::helpers::Body;
+    use actix_web::web::Bytes;
+    use awc::http::Method;
+    let app = spawn_app().await;
+    let session = app.new_session().await;
+    let path = format!("/api/sessions/{}/destination", session.id);
+    let auth = format!("Bearer {}", session.creator_token);
+    let send = |ct: &'static str, body: &'static str| {
+        let (app, path, auth) = (&app, path.clone(), auth.clone());
+        async move {
+            app.send(
+                Method::PUT,
+                &path,
+                &[("authorization", auth.as_str()), ("content-type", ct)],
+                Body::Raw(Bytes::from_static(body.as_bytes())),
+            )
+            .await
+        }
+    };
+    send("application/json", "{\"lat\": 1,").await.assert_status(400, "bad JSON");
+    send("text/plain", "{\"lat\": 1, \"lng\": 2}").await.assert_status(415, "not JSON");
+    let big: &'static str =
+        Box::leak(format!("{{\"lat\": 1, \"lng\": 2, \"label\": \"{}\"}}", "x".repeat(1 << 20)).into_boxed_str());
+    send("application/json", big).await.assert_status(413, "too big");
+    assert_eq!(app.get_session(&session.id).await.json["destination"], Value::Null);
+}
