@@ -500,3 +500,57 @@ pub fn free_port() -> u16 {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
     listener.local_addr().expect("local address").port()
 }
+
+impl TestApp {
+    /// `method path` with a JSON body and `Authorization: Bearer {token}` when given.
+    pub async fn json_with_token(&self, method: Method, path: &str, token: Option<&str>, body: &Value) -> Resp {
+        match token {
+            Some(token) => {
+                let auth = format!("Bearer {token}");
+                self.send(method, path, &[("authorization", auth.as_str())], Body::Json(body.clone())).await
+            }
+            None => self.send(method, path, &[], Body::Json(body.clone())).await,
+        }
+    }
+
+    /// `PUT /api/sessions/{sid}/destination`.
+    pub async fn put_destination(&self, sid: &str, token: Option<&str>, body: &Value) -> Resp {
+        self.json_with_token(Method::PUT, &format!("/api/sessions/{sid}/destination"), token, body).await
+    }
+
+    /// `DELETE /api/sessions/{sid}/destination`.
+    pub async fn delete_destination(&self, sid: &str, token: Option<&str>) -> Resp {
+        self.delete(&format!("/api/sessions/{sid}/destination"), token).await
+    }
+
+    /// `PATCH /api/sessions/{sid}`.
+    pub async fn patch_session(&self, sid: &str, token: Option<&str>, body: &Value) -> Resp {
+        self.json_with_token(Method::PATCH, &format!("/api/sessions/{sid}"), token, body).await
+    }
+
+    /// The value of a metric line (its name with labels, e.g. `x{mode="fast"}`), or `None`.
+    pub async fn try_metric(&self, name: &str) -> Option<f64> {
+        let resp = self.get("/metrics").await;
+        resp.assert_status(200, "/metrics");
+        let text = String::from_utf8_lossy(&resp.body).into_owned();
+        text.lines().filter(|line| !line.starts_with('#')).find_map(|line| {
+            let (metric, value) = line.rsplit_once(' ')?;
+            (metric == name).then(|| value.trim().parse::<f64>().ok()).flatten()
+        })
+    }
+}
+
+impl TestApp {
+    /// A valid creator token for a session id that does not exist (for the 404s).
+    pub async fn creator_token_for_unknown(&self) -> (String, String) {
+        let sid = uuid::Uuid::new_v4().to_string();
+        let exp = (Utc::now() + chrono::Duration::minutes(10)).timestamp();
+        let iss = decode_jwt(&self.new_session().await.creator_token).1["iss"].clone();
+        let token = sign(
+            Algorithm::HS256,
+            JWT_SECRET,
+            &json!({"iss": iss, "sub": sid, "sid": sid, "role": "creator", "exp": exp, "iat": exp - 600}),
+        );
+        (sid, token)
+    }
+}

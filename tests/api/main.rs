@@ -3,16 +3,20 @@
 //! by default, the Redis of `TEST_REDIS_URL` when set) and talks to it over the network.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod arrivals;
 mod auth;
 mod cap;
 mod contract;
+mod destination;
 mod edges;
 mod health;
 mod helpers;
 mod limits;
+mod locking;
 mod log_secrets;
 mod participants;
 mod process;
+mod rate_advice;
 mod sessions;
 mod shutdown;
 mod slow_clients;

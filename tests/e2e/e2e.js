@@ -2,7 +2,10 @@
 // End-to-end test with the official phoenix client (ws as transport): three people join one
 // session, exchange locations, one drops and reconnects, one leaves, the creator ends the
 // session; each client must see exactly the events SPEC promises, and phoenix.js Presence must
-// track who is online through joins, disconnects and reconnects.
+// track who is online through joins, disconnects and reconnects. A second scenario (SPEC §7–§8):
+// a destination set by REST, distance and ETA on location updates, an arrival seen by another
+// client, the advice going idle when the only viewer hides its page, and Presence showing
+// meta.viewing.
 //
 //   node e2e.js http://127.0.0.1:4000
 
@@ -33,7 +36,8 @@ async function until(what, pred, timeoutMs = WAIT_MS) {
 }
 
 class Client {
-  constructor(name, join) {
+  constructor(name, join, events = ['participant_joined', 'participant_left', 'location_update', 'session_ended']) {
+    this.subscribed = events;
     this.name = name;
     this.userId = join.user_id;
     this.token = join.websocket_token;
@@ -55,7 +59,7 @@ class Client {
     this.socket.connect();
     this.channel = this.socket.channel(`location:${sessionId}`, {});
     this.presence = new Presence(this.channel);
-    for (const event of ['participant_joined', 'participant_left', 'location_update', 'session_ended']) {
+    for (const event of this.subscribed) {
       this.channel.on(event, (payload) => this.events.push({ event, payload }));
     }
     this.channel.onClose(() => {
@@ -69,6 +73,12 @@ class Client {
         .receive('timeout', () => reject(new Error(`${this.name} join timed out`)));
     });
     return this.snapshot;
+  }
+
+  viewing() {
+    const byId = {};
+    for (const [id, v] of this.presence.list((id, { metas }) => [id, metas[0].viewing])) byId[id] = v;
+    return byId;
   }
 
   online() {
@@ -180,14 +190,116 @@ async function main() {
   const after = await api('POST', `/api/sessions/${sid}/join`, { display_name: 'Late' });
   assert.strictEqual(after.status, 410);
   for (const c of [alice, bob]) c.disconnect();
-  console.log('e2e: 1 passed, 0 failed');
 }
 
-main().then(
+// SPEC §7–§8 with the official client: destination, distance/ETA, arrival, rate advice, viewing.
+async function meetingPoint() {
+  const created = await api('POST', '/api/sessions', { name: 'meet', expires_in_minutes: 30 });
+  assert.strictEqual(created.status, 201);
+  assert.strictEqual(created.json.destination, null);
+  assert.strictEqual(created.json.locked, false);
+  const sid = created.json.session_id;
+  const creatorToken = created.json.creator_token;
+  const events = ['location_update', 'destination_set', 'participant_arrived', 'participant_departed', 'rate_advice'];
+  const join = async (name) => {
+    const r = await api('POST', `/api/sessions/${sid}/join`, { display_name: name });
+    assert.strictEqual(r.status, 201, `join ${name}`);
+    return new Client(name, r.json, events);
+  };
+  const alice = await join('Alice');
+  const bob = await join('Bob');
+  await alice.connect(sid);
+  await bob.connect(sid);
+
+  // Both look at the map: each is advised the fast rate with one watcher; Presence shows viewing.
+  for (const c of [alice, bob]) {
+    await until(`${c.name} advised fast`, () =>
+      c.seen('rate_advice', (p) => p.interval_ms === 1000 && p.watchers === 1)[0],
+    );
+    await until(`${c.name}'s Presence shows both viewing`, () => {
+      const v = c.viewing();
+      return v[alice.userId] === true && v[bob.userId] === true;
+    });
+  }
+
+  // The creator sets the destination by REST; both hear it.
+  const dest = { lat: 48.8566, lng: 2.3522 };
+  const put = await api('PUT', `/api/sessions/${sid}/destination`, { ...dest, radius_m: 100, label: 'Café' }, creatorToken);
+  assert.strictEqual(put.status, 200, JSON.stringify(put.json));
+  assert.deepStrictEqual([put.json.lat, put.json.lng, put.json.radius_m, put.json.label], [48.8566, 2.3522, 100, 'Café']);
+  for (const c of [alice, bob]) {
+    const ev = await until(`${c.name} gets destination_set`, () => c.seen('destination_set')[0]);
+    assert.deepStrictEqual(ev.payload, put.json);
+  }
+  const shown = await api('GET', `/api/sessions/${sid}`);
+  assert.deepStrictEqual(shown.json.destination, put.json);
+
+  // Bob is about 1 km north at 2 m/s: Alice sees distance_m and eta_s.
+  const north = (m) => ({ lat: dest.lat + m / 111194.9, lng: dest.lng });
+  await bob.push('location_update', { ...north(1000), speed: 2 });
+  const far = await until("Alice gets Bob's far location", () => alice.seen('location_update', (p) => p.user_id === bob.userId)[0]);
+  assert.ok(far.payload.distance_m >= 995 && far.payload.distance_m <= 1005, `distance_m ${far.payload.distance_m}`);
+  assert.ok(Math.abs(far.payload.eta_s - Math.round(far.payload.distance_m / 2)) <= 1, `eta_s ${far.payload.eta_s}`);
+
+  // Bob walks in: Alice (and Bob) see participant_arrived once; his update says eta_s 0.
+  await bob.push('location_update', { ...north(20), accuracy: 10, speed: 1.2 });
+  for (const c of [alice, bob]) {
+    const ev = await until(`${c.name} sees Bob arrive`, () => c.seen('participant_arrived', (p) => p.user_id === bob.userId)[0]);
+    assert.match(ev.payload.arrived_at, /Z$/);
+  }
+  const near = await until("Alice gets Bob's arriving location", () =>
+    alice.seen('location_update', (p) => p.user_id === bob.userId && p.distance_m < 100)[0],
+  );
+  assert.strictEqual(near.payload.eta_s, 0);
+  await bob.push('location_update', { ...north(10), accuracy: 5 });
+  await until("Alice gets Bob's next location", () =>
+    alice.seen('location_update', (p) => p.user_id === bob.userId && p.distance_m < 15)[0],
+  );
+  assert.strictEqual(alice.seen('participant_arrived').length, 1, 'one arrival for Alice');
+
+  // A late joiner's snapshot carries the destination and the arrival.
+  const carol = await join('Carol');
+  const snap = await carol.connect(sid);
+  assert.deepStrictEqual(snap.destination, put.json);
+  assert.deepStrictEqual(Object.keys(snap.arrivals), [bob.userId]);
+  carol.disconnect();
+  await until("Alice's Presence drops Carol", () => !alice.online().includes(carol.userId));
+
+  // Bob hides his page: Alice's advice goes idle, and her Presence shows Bob not viewing.
+  await bob.push('viewing', { visible: false });
+  await until("Alice's advice goes idle", () =>
+    alice.seen('rate_advice', (p) => p.interval_ms === 15000 && p.watchers === 0)[0],
+  );
+  await until("Alice's Presence shows Bob not viewing", () => alice.viewing()[bob.userId] === false);
+  assert.strictEqual(alice.viewing()[alice.userId], true);
+  await until("Bob's Presence shows himself not viewing", () => bob.viewing()[bob.userId] === false);
+  // Bob's own advice does not change: Alice still looks.
+  await sleep(300);
+  const last = bob.seen('rate_advice').pop();
+  assert.deepStrictEqual(last.payload, { interval_ms: 1000, watchers: 1 });
+  // Bob looks again: Alice is fast again.
+  await bob.push('viewing', { visible: true });
+  await until("Alice's advice fast again", () => {
+    const l = alice.seen('rate_advice').pop();
+    return l && l.payload.interval_ms === 1000 && l.payload.watchers === 1;
+  });
+
+  const ended = await api('DELETE', `/api/sessions/${sid}`, undefined, creatorToken);
+  assert.strictEqual(ended.status, 204);
+  for (const c of [alice, bob]) c.disconnect();
+}
+
+async function all() {
+  await main();
+  await meetingPoint();
+  console.log('e2e: 2 passed, 0 failed');
+}
+
+all().then(
   () => process.exit(0),
   (e) => {
     console.error(`e2e: FAILED: ${e.stack || e.message}`);
-    console.log('e2e: 0 passed, 1 failed');
+    console.log('e2e: FAILED');
     process.exit(1);
   },
 );
