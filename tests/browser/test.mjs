@@ -535,6 +535,9 @@ async function main() {
         await waitFor('the host\'s distance without ETA on Ana\'s list', async () =>
           /^\d\.\d km$/.test((await hostRow.textContent()) ?? ''));
         await host.page.getByRole('button', { name: 'Fit everyone' }).click();
+        // Saving the meeting point scrolled the panel down to the form: the list is what is shown.
+        await host.page.locator('#people').scrollIntoViewIfNeeded();
+        await ana.page.locator('#people').scrollIntoViewIfNeeded();
         await host.page.waitForTimeout(300);
         await host.page.screenshot({ path: join(shots, 'meeting-point-eta-host-laptop.png') });
         await ana.page.screenshot({ path: join(shots, 'meeting-point-eta-ana-phone.png') });
@@ -547,6 +550,7 @@ async function main() {
         await waitFor('Ana shown as arrived, first in the list', async () =>
           /^arrived \d\d:\d\d$/.test((await anaRow.textContent()) ?? '')
           && (await host.page.locator('#people li').first().getAttribute('data-user-id')) === anaId);
+        await host.page.locator('#people').scrollIntoViewIfNeeded();
         await host.page.screenshot({ path: join(shots, 'meeting-point-arrived-host-laptop.png') });
 
         // A page opened before the lock learns it from the 403; one opened after, at once.
