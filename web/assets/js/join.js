@@ -629,7 +629,9 @@ function positions() {
 function fitEveryone() {
   const all = positions();
   const fresh = all.filter((l) => Date.now() - l.at <= cfg.locationTtlMs);
-  map.fitPoints(fresh.length ? fresh : all);
+  // Where everyone is heading belongs in "everyone".
+  const dest = destination ? [{ lat: destination.lat, lng: destination.lng }] : [];
+  map.fitPoints([...(fresh.length ? fresh : all), ...dest]);
 }
 
 function maybeAutoFit() {
