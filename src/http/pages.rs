@@ -46,6 +46,7 @@ static ASSETS: &[Asset] = &[
     asset!("js/home.js", JS),
     asset!("js/join.js", JS),
     asset!("js/map.js", JS),
+    asset!("js/meet.js", JS),
     asset!("js/qr.js", JS),
     asset!("js/ui.js", JS),
 ];
@@ -112,9 +113,11 @@ fn html_escape(s: &str) -> String {
 /// from here and from the tile server, sockets to here.
 pub fn content_security_policy(settings: &Settings) -> String {
     let tiles = settings.tile_url.as_ref().map(|t| format!(" {}", t.csp_source())).unwrap_or_default();
+    // The browser asks the geocoder itself (the server never proxies searches), so the policy must let the page reach its origin.
+    let geocoder = settings.geocoder_url.as_ref().map(|g| format!(" {}", g.csp_source())).unwrap_or_default();
     format!(
         "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:{tiles}; \
-         connect-src 'self' ws: wss:; frame-ancestors 'none'; base-uri 'none'; form-action 'self'; \
+         connect-src 'self' ws: wss:{geocoder}; frame-ancestors 'none'; base-uri 'none'; form-action 'self'; \
          object-src 'none'"
     )
 }
@@ -125,6 +128,7 @@ fn render(template: &str, settings: &Settings) -> String {
     template
         .replace("{{assets}}", &format!("/assets/{}", assets_version()))
         .replace("{{tile_url}}", &html_escape(tile_url))
+        .replace("{{geocoder_url}}", &html_escape(settings.geocoder_url.as_ref().map(|g| g.as_str()).unwrap_or("")))
         .replace("{{location_ttl}}", &settings.limits.location_ttl.as_secs().to_string())
         .replace("{{version}}", env!("CARGO_PKG_VERSION"))
 }
@@ -169,6 +173,26 @@ mod tests {
             assert!(!template.contains("<script>") && !template.contains(" style="));
             assert!(!template.contains("<style"));
         }
+    }
+
+    fn settings(vars: &[(&str, &str)]) -> Settings {
+        let mut map: std::collections::HashMap<String, String> =
+            vars.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
+        map.entry("JWT_SECRET".into()).or_insert_with(|| "pages-test-secret-0123456789abcdef".into());
+        Settings::from_map(&map).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    #[test]
+    fn geocoder_reaches_the_meta_and_the_csp_only_when_set() {
+        let off = settings(&[]);
+        assert!(render(JOIN_HTML, &off).contains(r#"<meta name="geocoder-url" content="">"#));
+        assert!(content_security_policy(&off).contains("connect-src 'self' ws: wss:;"));
+        let on = settings(&[("GEOCODER_URL", "https://nominatim.example.org/geo/")]);
+        for template in [HOME_HTML, JOIN_HTML, DASHBOARD_HTML] {
+            let page = render(template, &on);
+            assert!(page.contains(r#"<meta name="geocoder-url" content="https://nominatim.example.org/geo">"#));
+        }
+        assert!(content_security_policy(&on).contains("connect-src 'self' ws: wss: https://nominatim.example.org;"));
     }
 
     #[test]

@@ -1,7 +1,8 @@
 // Drives the built-in web client in headless Chromium, as people would use it:
 // a creator starts a session on /, two people with different positions join through the link
 // and see each other move, a third who denies location still sees them and is told why, the
-// creator removes one and ends the session. Fails on any console error or page error.
+// creator removes one and ends the session; in a second session a meeting point, an arrival, the
+// advised send rate following who looks, and a lock. Fails on any console error or page error.
 //
 //   node test.mjs /path/to/location-sharing
 //
@@ -450,6 +451,133 @@ async function main() {
         await ops.context.close();
       } finally {
         await other.stop();
+      }
+    });
+
+    await step('meeting point: the creator sets it, ETAs show, an arrival is seen, the advised rate follows who looks, and a lock keeps newcomers out', async () => {
+      // Short advised intervals, so that fast and idle show within seconds.
+      const meet = await startServer({ FAST_UPDATE_INTERVAL_MS: '500', IDLE_UPDATE_INTERVAL_MS: '3000' });
+      const PRACA = { latitude: 38.7075, longitude: -9.1364, accuracy: 10 };
+      try {
+        const host = await person(browser, meet, 'host', { viewport: LAPTOP, geolocation: LISBON, permissions: ['geolocation'] });
+        await host.page.goto(`${meet.base}/`);
+        await host.page.getByLabel('Name of the session').fill('Dinner');
+        await host.page.getByRole('button', { name: 'Start a session' }).click();
+        await host.page.locator('#manage-view').waitFor();
+        const meetLink = await host.page.locator('#share-link').inputValue();
+        const hostId = await joinAs(host, meetLink, 'Host', 'Teal');
+
+        const ana = await person(browser, meet, 'ana', {
+          viewport: PHONE, isMobile: true, hasTouch: true, geolocation: ALFAMA, permissions: ['geolocation'],
+        });
+        const sent = []; // when Ana's page sent each location_update
+        ana.page.on('websocket', (ws) => ws.on('framesent', (f) => {
+          if (typeof f.payload === 'string' && f.payload.includes('"location_update"')) sent.push(Date.now());
+        }));
+        const anaId = await joinAs(ana, meetLink, 'Ana', 'Pink');
+
+        // The creator types the coordinates of the meeting point.
+        await host.page.getByLabel('Coordinates').fill(`${PRACA.latitude}, ${PRACA.longitude}`);
+        await host.page.getByLabel('Radius (metres)').fill('100');
+        await host.page.getByLabel('Label (optional)').fill('Praça do Comércio');
+        await host.page.getByRole('button', { name: 'Save meeting point' }).click();
+        for (const p of [host.page, ana.page]) {
+          await p.locator('.destination .destination-label', { hasText: 'Praça do Comércio' }).waitFor({ state: 'attached' });
+          await p.locator('#dest-info', { hasText: 'within 100 m' }).waitFor();
+        }
+
+        // Ana walks towards it, 10 m/s, a fix every 250 ms, while the test measures her sends.
+        let walked = 0;
+        let walking = true;
+        const walker = (async () => {
+          while (walking) {
+            walked += 1;
+            const f = Math.min(1, walked * 2.5 / 900);
+            await ana.context.setGeolocation({
+              latitude: ALFAMA.latitude + (PRACA.latitude - ALFAMA.latitude) * f * 0.5,
+              longitude: ALFAMA.longitude + (PRACA.longitude - ALFAMA.longitude) * f * 0.5,
+              accuracy: 20,
+            });
+            await new Promise((r) => setTimeout(r, 250));
+          }
+        })();
+        const countOver = async (ms) => {
+          const from = Date.now();
+          await new Promise((r) => setTimeout(r, ms));
+          return sent.filter((t) => t >= from).length;
+        };
+        const setVisibility = (page, state) => page.evaluate((v) => {
+          Object.defineProperty(document, 'visibilityState', { configurable: true, get: () => v });
+          document.dispatchEvent(new Event('visibilitychange'));
+        }, state);
+
+        await ana.page.locator('#rate', { hasText: '1 watching · every 0.5 s' }).waitFor();
+        const fast = await countOver(3000);
+        await setVisibility(host.page, 'hidden');
+        await ana.page.locator('#rate', { hasText: 'nobody else watching · every 3 s' }).waitFor({ timeout: 5000 });
+        const idle = await countOver(6000);
+        assert(fast >= 4, `only ${fast} updates in 3 s while watched`);
+        assert(idle <= 3 && idle / 6 < fast / 3 / 2, `${idle} updates in 6 s unwatched against ${fast} in 3 s watched`);
+        console.log(`     Ana's sends: ${fast} in 3 s watched, ${idle} in 6 s unwatched`);
+
+        // The host looks again: Ana speeds up, and sends her latest fix at once.
+        const shown = Date.now();
+        await setVisibility(host.page, 'visible');
+        await ana.page.locator('#rate', { hasText: '1 watching · every 0.5 s' }).waitFor({ timeout: 5000 });
+        await waitFor('a send right after the speed-up', async () => sent.some((t) => t > shown), 3000);
+        assert(sent.find((t) => t > shown) - shown <= 3000, 'Ana did not speed up within 3 s');
+
+        // Walking for over 10 s gives a speed, so an ETA; the host stands still: distance only.
+        const anaRow = host.page.locator(`#people li[data-user-id="${anaId}"] .person-progress`);
+        await waitFor('Ana\'s distance and ETA on the host\'s list', async () =>
+          /^\d+(\.\d)? (m|km) · ~\d+ min$/.test((await anaRow.textContent()) ?? ''), 15_000);
+        const hostRow = ana.page.locator(`#people li[data-user-id="${hostId}"] .person-progress`);
+        await waitFor('the host\'s distance without ETA on Ana\'s list', async () =>
+          /^\d\.\d km$/.test((await hostRow.textContent()) ?? ''));
+        await host.page.getByRole('button', { name: 'Fit everyone' }).click();
+        // Saving the meeting point scrolled the panel down to the form: the list is what is shown.
+        await host.page.locator('#people').scrollIntoViewIfNeeded();
+        await ana.page.locator('#people').scrollIntoViewIfNeeded();
+        await host.page.waitForTimeout(300);
+        await host.page.screenshot({ path: join(shots, 'meeting-point-eta-host-laptop.png') });
+        await ana.page.screenshot({ path: join(shots, 'meeting-point-eta-ana-phone.png') });
+
+        // Ana reaches the meeting point.
+        walking = false;
+        await walker;
+        await ana.context.setGeolocation(PRACA);
+        await host.page.locator('#notice', { hasText: 'Ana arrived' }).waitFor();
+        await waitFor('Ana shown as arrived, first in the list', async () =>
+          /^arrived \d\d:\d\d$/.test((await anaRow.textContent()) ?? '')
+          && (await host.page.locator('#people li').first().getAttribute('data-user-id')) === anaId);
+        await host.page.locator('#people').scrollIntoViewIfNeeded();
+        await host.page.screenshot({ path: join(shots, 'meeting-point-arrived-host-laptop.png') });
+
+        // A page opened before the lock learns it from the 403; one opened after, at once.
+        const early = await person(browser, meet, 'early', { viewport: PHONE }, (msg) => /403/.test(msg.text()));
+        await early.page.goto(meetLink);
+        await early.page.locator('#join-view').waitFor();
+        await host.page.getByRole('button', { name: 'Lock the session' }).click();
+        await ana.page.locator('#locked-badge').waitFor();
+        await host.page.getByRole('button', { name: 'Unlock the session' }).waitFor();
+        await early.page.locator('#display-name').fill('Early');
+        await early.page.getByRole('button', { name: 'Join and share my location' }).click();
+        await early.page.locator('#gone-view', { hasText: 'This session is locked' }).waitFor();
+        const late = await person(browser, meet, 'late', { viewport: PHONE });
+        await late.page.goto(meetLink);
+        await late.page.locator('#gone-view', { hasText: 'This session is locked' }).waitFor();
+        assert(await late.page.locator('#join-form').isHidden(), 'the join form is still shown');
+        await late.page.screenshot({ path: join(shots, 'locked-join-phone.png') });
+
+        // Picking on the map moves the meeting point (and ends the arrivals at the old one).
+        await host.page.getByRole('button', { name: 'Set meeting point on the map' }).click();
+        const mapBox = await host.page.locator('#map').boundingBox();
+        await host.page.mouse.click(mapBox.x + mapBox.width / 3, mapBox.y + mapBox.height / 3);
+        await waitFor('the moved meeting point on Ana\'s page', async () =>
+          !/^arrived/.test((await ana.page.locator(`#people li[data-user-id="${anaId}"] .person-progress`).textContent()) ?? 'x'));
+        for (const who of [host, ana, early, late]) await who.context.close();
+      } finally {
+        await meet.stop();
       }
     });
 

@@ -71,6 +71,9 @@ export const api = {
   participants: (sid) => request('GET', `/api/sessions/${enc(sid)}/participants`),
   remove: (sid, userId, token) => request('DELETE', `/api/sessions/${enc(sid)}/participants/${enc(userId)}`, { token }),
   end: (sid, token) => request('DELETE', `/api/sessions/${enc(sid)}`, { token }),
+  setDestination: (sid, body, token) => request('PUT', `/api/sessions/${enc(sid)}/destination`, { body, token }),
+  clearDestination: (sid, token) => request('DELETE', `/api/sessions/${enc(sid)}/destination`, { token }),
+  update: (sid, body, token) => request('PATCH', `/api/sessions/${enc(sid)}`, { body, token }),
   qr: (sid) => request('GET', `/api/sessions/${enc(sid)}/qr`),
 };
 

@@ -4,10 +4,15 @@
 import { api, ApiError, socketEndpoint } from './api.js';
 import { Presence, Socket, SocketState } from './channel.js';
 import { SlippyMap } from './map.js';
+import { haversine, parseCoordinates, parseRadius, progressText, RADIUS_MAX, RADIUS_MIN, searchPlaces } from './meet.js';
 import { announce, ago, byId, clock, config, el, showView, storage, until } from './ui.js';
 
 const VIEWS = ['loading-view', 'gone-view', 'join-view', 'live-view'];
-const SEND_MIN_INTERVAL_MS = 1000; // at most one update a second while moving
+const SEND_MIN_INTERVAL_MS = 1000; // until the server advises: at most one update a second
+const SEND_FLOOR_MS = 250; // whatever the advice says, never faster than this
+const NOTICE_MS = 5000;
+const LOCKED_TITLE = 'This session is locked';
+const LOCKED_TEXT = 'Its creator has locked it: nobody new can join. Ask them to unlock it if you should be in it.';
 const SEND_REFRESH_MS = 10_000; // a still device re-sends so its position does not expire
 const PROBE_AFTER_FAILURES = 2; // failed reconnects before asking the API why
 
@@ -34,6 +39,8 @@ let channel = null;
 let presence = null;
 let over = false; // ended, removed or left: nothing more happens
 const people = new Map(); // user_id -> person
+let destination = null; // {lat, lng, radius_m, label, set_at} while a meeting point is set
+let advice = null; // the last rate_advice: {interval_ms, watchers}
 
 // ------------------------------------------------------------------ start
 
@@ -63,6 +70,11 @@ async function init() {
   }
   creator = storage.creator(sid);
   me = storage.me(sid);
+  // Who is already in stays in (SPEC §9): only a newcomer meets the lock.
+  if (session.locked && !(me?.user_id && me?.token)) {
+    gone(LOCKED_TITLE, LOCKED_TEXT);
+    return;
+  }
   const title = session.name ? `Join “${session.name}”` : 'Join the session';
   byId('join-title').textContent = title;
   document.title = `${title} · Location sharing`;
@@ -135,6 +147,8 @@ async function submitJoin(event) {
       nameError.hidden = false;
       input.setAttribute('aria-invalid', 'true');
       input.focus();
+    } else if (err instanceof ApiError && err.status === 403 && err.detail === 'session is locked') {
+      gone(LOCKED_TITLE, LOCKED_TEXT);
     } else if (err instanceof ApiError && (err.status === 409 || err.status === 410 || err.status === 404)) {
       if (err.status !== 409) storage.forgetSession(sid);
       gone(err.status === 409 ? 'This session is full' : 'This session has ended', err.message);
@@ -170,7 +184,11 @@ function startLive() {
   if (creator?.creator_token) {
     byId('creator-controls').hidden = false;
     byId('end-session').addEventListener('click', endSession);
+    setupCreatorControls();
   }
+  showSession(session);
+  showDestination(session.destination ?? null);
+  document.addEventListener('visibilitychange', sendViewing);
 
   socket = new Socket(socketEndpoint(), {
     params: { token: me.token },
@@ -211,10 +229,36 @@ function startLive() {
     const p = person(u.user_id, {});
     p.loc = { lat: u.lat, lng: u.lng, accuracy: u.accuracy, at: Date.now() };
     p.lastSeen = Date.now();
+    // The keys are there only while a meeting point is set.
+    p.dist = Number.isFinite(u.distance_m) ? { distance: u.distance_m, eta: u.eta_s ?? null } : null;
     drawPerson(p);
-    renderRow(p);
+    renderAll();
     maybeAutoFit();
   });
+  channel.on('destination_set', (d) => {
+    showDestination(d);
+    renderAll();
+  });
+  channel.on('destination_cleared', () => {
+    showDestination(null);
+    renderAll();
+  });
+  channel.on('participant_arrived', ({ user_id: userId, arrived_at: at }) => {
+    const p = person(userId, {});
+    p.arrivedAt = new Date(at);
+    renderAll();
+    notify(userId === me.user_id ? 'You arrived at the meeting point.' : `${p.display_name} arrived`);
+  });
+  channel.on('participant_departed', ({ user_id: userId }) => {
+    const p = people.get(userId);
+    if (!p) return;
+    p.arrivedAt = null;
+    renderAll();
+  });
+  channel.on('session_updated', (s) => {
+    showSession({ ...session, ...s });
+  });
+  channel.on('rate_advice', followAdvice);
   channel.on('session_ended', ({ reason }) => {
     storage.forgetSession(sid);
     const why = {
@@ -229,8 +273,12 @@ function startLive() {
   setInterval(tick, 1000);
 }
 
-function joinedChannel({ participants = [], locations = [] }) {
+function joinedChannel({ participants = [], locations = [], destination: dest = null, arrivals = {} }) {
   setConnection('live', 'Live');
+  sendViewing();
+  showDestination(dest);
+  for (const p of people.values()) p.arrivedAt = null;
+  for (const [id, at] of Object.entries(arrivals ?? {})) person(id, {}).arrivedAt = new Date(at);
   const now = Date.now();
   const listed = new Set();
   for (const p of participants) {
@@ -252,6 +300,7 @@ function joinedChannel({ participants = [], locations = [] }) {
     const p = person(l.user_id, {});
     const age = Math.min(cfg.locationTtlMs, Math.max(0, now - Date.parse(l.timestamp) || 0));
     p.loc = { lat: l.lat, lng: l.lng, accuracy: l.accuracy, at: now - age };
+    p.dist = Number.isFinite(l.distance_m) ? { distance: l.distance_m, eta: l.eta_s ?? null } : p.dist ?? null;
     drawPerson(p);
   }
   renderAll();
@@ -427,6 +476,7 @@ function renderRow(p) {
     const swatch = el('span', { class: 'swatch' });
     const name = el('span', { class: 'person-name' });
     const status = el('span', { class: 'person-status' });
+    const progress = el('span', { class: 'person-progress' });
     const show = el('button', {
       type: 'button',
       class: 'small show',
@@ -440,7 +490,7 @@ function renderRow(p) {
         },
       },
     });
-    const row = el('li', { dataset: { userId: p.id } }, swatch, el('span', { class: 'person-main' }, name, status), show);
+    const row = el('li', { dataset: { userId: p.id } }, swatch, el('span', { class: 'person-main' }, name, status, progress), show);
     if (creator?.creator_token && p.id !== me.user_id && !over) {
       row.append(el('button', {
         type: 'button',
@@ -450,9 +500,13 @@ function renderRow(p) {
       }));
     }
     p.row = row;
-    p.parts = { swatch, name, status, show };
+    p.parts = { swatch, name, status, progress, show };
   }
-  const { swatch, name, status, show } = p.parts;
+  const { swatch, name, status, progress, show } = p.parts;
+  const along = progressText(progressOf(p));
+  if (progress.textContent !== along) progress.textContent = along;
+  progress.hidden = !along;
+  p.row.classList.toggle('arrived', !!p.arrivedAt);
   swatch.style.backgroundColor = p.avatar_color;
   const label = p.id === me.user_id ? `${p.display_name} (you)` : p.display_name;
   if (name.textContent !== label) name.textContent = label;
@@ -464,10 +518,33 @@ function renderRow(p) {
   p.row.classList.toggle('offline', !isOnline(p.id));
 }
 
-/** Rows in order: you, then who is online, then by name; nodes move only when the order changes. */
+/** Distance, ETA and arrival of a person; ours is worked out here, since our updates are not echoed. */
+function progressOf(p) {
+  if (!destination) return {};
+  if (p.arrivedAt) return { arrivedAt: p.arrivedAt };
+  if (p.id === me.user_id) {
+    if (!ownFix) return {};
+    const distance = haversine(ownFix, destination);
+    const eta = ownFix.speed >= 0.5 ? distance / ownFix.speed : null;
+    return { distance, eta };
+  }
+  return p.dist ?? {};
+}
+
+/** Arrived first (earliest first), then the soonest ETA; among the rest: you, who is online, names. */
+function rank(p) {
+  const g = progressOf(p);
+  if (g.arrivedAt) return [0, g.arrivedAt.getTime()];
+  if (Number.isFinite(g.eta) && g.eta > 0) return [1, g.eta];
+  return [2, 0];
+}
+
+/** Rows in order (see rank); nodes move only when the order changes. */
 function renderAll() {
   const list = byId('people');
+  const ranks = new Map([...people.values()].map((p) => [p.id, rank(p)]));
   const ordered = [...people.values()].sort((a, b) =>
+    ranks.get(a.id)[0] - ranks.get(b.id)[0] || ranks.get(a.id)[1] - ranks.get(b.id)[1] ||
     (b.id === me.user_id) - (a.id === me.user_id) ||
     isOnline(b.id) - isOnline(a.id) ||
     a.display_name.localeCompare(b.display_name));
@@ -552,7 +629,9 @@ function positions() {
 function fitEveryone() {
   const all = positions();
   const fresh = all.filter((l) => Date.now() - l.at <= cfg.locationTtlMs);
-  map.fitPoints(fresh.length ? fresh : all);
+  // Where everyone is heading belongs in "everyone".
+  const dest = destination ? [{ lat: destination.lat, lng: destination.lng }] : [];
+  map.fitPoints([...(fresh.length ? fresh : all), ...dest]);
 }
 
 function maybeAutoFit() {
@@ -582,13 +661,10 @@ function startGeolocation() {
     return geoOff('this browser has no location service.');
   }
   setGeo('Asking for your position… Allow location access to share it.');
-  watchId = navigator.geolocation.watchPosition(onFix, onGeoError, {
-    enableHighAccuracy: true,
-    maximumAge: 5000,
-    timeout: 30_000,
-  });
+  watchPositions();
   refreshTimer = setInterval(() => {
-    if (ownFix && Date.now() - lastSentAt >= SEND_REFRESH_MS) sendPosition(true);
+    // Never more often than advised: a still phone nobody watches rests too.
+    if (ownFix && Date.now() - lastSentAt >= Math.max(SEND_REFRESH_MS, sendIntervalMs())) sendPosition(true);
   }, 2000);
   // If location access is granted later (from the browser's site settings), start sharing.
   navigator.permissions?.query({ name: 'geolocation' }).then((status) => {
@@ -600,6 +676,21 @@ function startGeolocation() {
       }
     });
   }).catch(() => {});
+}
+
+let highAccuracy = null;
+
+/** (Re)starts watching; GPS is what drains a phone, so nobody watching means coarse fixes. */
+function watchPositions() {
+  const wanted = !advice || advice.watchers > 0;
+  if (watchId !== null && wanted === highAccuracy) return;
+  if (watchId !== null) navigator.geolocation.clearWatch(watchId);
+  highAccuracy = wanted;
+  watchId = navigator.geolocation.watchPosition(onFix, onGeoError, {
+    enableHighAccuracy: wanted,
+    maximumAge: 5000,
+    timeout: 30_000,
+  });
 }
 
 function stopGeolocation() {
@@ -662,10 +753,14 @@ function onFix(pos) {
   sendPosition(false);
 }
 
-/** Sends the latest fix, at most once a second (a later fix waits for the next slot). */
+function sendIntervalMs() {
+  return Math.max(SEND_FLOOR_MS, advice?.interval_ms ?? SEND_MIN_INTERVAL_MS);
+}
+
+/** Sends the latest fix, at most once per advised interval (a later fix waits for the next slot). */
 function sendPosition(force) {
   if (!ownFix || over) return;
-  const wait = SEND_MIN_INTERVAL_MS - (Date.now() - lastSentAt);
+  const wait = sendIntervalMs() - (Date.now() - lastSentAt);
   if (!force && wait > 0) {
     if (!sendTimer) sendTimer = setTimeout(() => { sendTimer = null; sendPosition(true); }, wait);
     return;
@@ -680,6 +775,178 @@ function sendPosition(force) {
   channel.push('location_update', payload).receive('error', ({ reason }) => {
     if (reason === 'invalid_location') console.warn('the server refused a position', payload);
     // rate_limited: the next fix goes out anyway.
+  });
+}
+
+
+// ------------------------------------------------------------------ rate advice (SPEC §8)
+
+function sendViewing() {
+  if (over || !channel?.isJoined()) return; // said again on every (re)join
+  channel.push('viewing', { visible: document.visibilityState === 'visible' });
+}
+
+function followAdvice({ interval_ms: interval, watchers }) {
+  if (!Number.isFinite(interval) || interval <= 0) return;
+  const before = sendIntervalMs();
+  advice = { interval_ms: interval, watchers: Number.isFinite(watchers) ? watchers : 0 };
+  const every = interval < 1000 ? `${interval / 1000} s` : `${Math.round(interval / 1000)} s`;
+  byId('rate').textContent = `${advice.watchers === 0 ? 'nobody else' : advice.watchers} watching · every ${every}`;
+  if (watchId !== null && !over) watchPositions();
+  const now = sendIntervalMs();
+  if (now < before) {
+    // Someone opened the map: they should not wait out the old, long interval.
+    clearTimeout(sendTimer);
+    sendTimer = null;
+    sendPosition(true);
+  } else if (now > before && sendTimer) {
+    clearTimeout(sendTimer);
+    sendTimer = null;
+    sendPosition(false);
+  }
+}
+
+// ------------------------------------------------------------------ meeting point and lock
+
+let noticeTimer = null;
+function notify(text) {
+  const box = byId('notice');
+  announce(box, text);
+  clearTimeout(noticeTimer);
+  noticeTimer = setTimeout(() => announce(box, ''), NOTICE_MS);
+}
+
+function describeDestination(d) {
+  const where = d.label ? `“${d.label}”` : `${d.lat.toFixed(5)}, ${d.lng.toFixed(5)}`;
+  return `Meeting point: ${where}, within ${Math.round(d.radius_m)} m.`;
+}
+
+function showDestination(d) {
+  const changed = d?.set_at !== destination?.set_at || !d !== !destination;
+  destination = d && Number.isFinite(d.lat) && Number.isFinite(d.lng) ? d : null;
+  if (changed) {
+    // A new or cleared meeting point ends every arrival and makes old distances meaningless.
+    for (const p of people.values()) {
+      p.arrivedAt = null;
+      p.dist = null;
+    }
+  }
+  map?.setDestination(destination);
+  const info = byId('dest-info');
+  info.textContent = destination ? describeDestination(destination) : '';
+  info.hidden = !destination;
+  if (creator?.creator_token) {
+    byId('dest-summary').textContent = destination ? describeDestination(destination) : 'No meeting point yet.';
+    byId('dest-clear').hidden = !destination;
+    byId('dest-save').textContent = destination ? 'Move meeting point' : 'Save meeting point';
+  }
+}
+
+function showSession(s) {
+  session = { ...session, ...s };
+  const title = session.name || 'Location sharing';
+  if (byId('live-title').textContent !== title) byId('live-title').textContent = title;
+  document.title = `${title} · Location sharing`;
+  byId('locked-badge').hidden = !session.locked;
+  if (creator?.creator_token) {
+    const lock = byId('lock');
+    lock.textContent = session.locked ? 'Unlock the session' : 'Lock the session';
+    lock.setAttribute('aria-pressed', String(!!session.locked));
+  }
+}
+
+function setupCreatorControls() {
+  const token = creator.creator_token;
+  const error = byId('dest-error');
+  const pick = byId('dest-pick');
+  const setPicking = (on) => {
+    pick.setAttribute('aria-pressed', String(on));
+    byId('map').classList.toggle('picking', on);
+    map.onPick = on ? (ll) => {
+      setPicking(false);
+      byId('dest-coords').value = `${ll.lat.toFixed(5)}, ${ll.lng.toFixed(5)}`;
+      saveDestination();
+    } : null;
+  };
+  pick.addEventListener('click', () => setPicking(pick.getAttribute('aria-pressed') !== 'true'));
+
+  async function saveDestination() {
+    announce(error, '');
+    const at = parseCoordinates(byId('dest-coords').value);
+    const radius = parseRadius(byId('dest-radius').value);
+    if (!at) return announce(error, 'Type a latitude and a longitude, like “48.8566, 2.3522”, or click the map.', 'error');
+    if (radius === null) return announce(error, `The radius is from ${RADIUS_MIN} to ${RADIUS_MAX} metres.`, 'error');
+    const label = byId('dest-label').value.trim();
+    try {
+      showDestination(await api.setDestination(sid, { ...at, radius_m: radius, label: label || null }, token));
+      renderAll();
+    } catch (err) {
+      announce(error, err instanceof ApiError ? err.message : 'Could not set the meeting point.', 'error');
+    }
+  }
+  byId('dest-form').addEventListener('submit', (e) => {
+    e.preventDefault();
+    saveDestination();
+  });
+  byId('dest-clear').addEventListener('click', async () => {
+    announce(error, '');
+    try {
+      await api.clearDestination(sid, token);
+    } catch (err) {
+      // 404: it was already gone, which is what was asked.
+      if (!(err instanceof ApiError && err.status === 404)) {
+        announce(error, err instanceof ApiError ? err.message : 'Could not clear the meeting point.', 'error');
+        return;
+      }
+    }
+    showDestination(null);
+    renderAll();
+  });
+  byId('lock').addEventListener('click', async () => {
+    try {
+      showSession(await api.update(sid, { locked: !session.locked }, token));
+    } catch (err) {
+      showBanner(err instanceof ApiError ? err.message : 'Could not change the lock.');
+    }
+  });
+
+  if (!cfg.geocoderUrl) return;
+  byId('place-search').hidden = false;
+  const results = byId('place-results');
+  let inFlight = null;
+  const search = async () => {
+    const q = byId('place-query').value.trim();
+    if (!q) return;
+    inFlight?.abort();
+    inFlight = new AbortController();
+    results.replaceChildren(el('li', { class: 'hint', text: 'Searching…' }));
+    try {
+      const places = await searchPlaces(cfg.geocoderUrl, q, inFlight.signal);
+      results.replaceChildren(...(places.length ? places.map((place) => el('li', {},
+        el('button', {
+          type: 'button',
+          class: 'link',
+          text: place.name || `${place.lat}, ${place.lng}`,
+          on: {
+            click: () => {
+              results.replaceChildren();
+              byId('dest-coords').value = `${place.lat.toFixed(5)}, ${place.lng.toFixed(5)}`;
+              byId('dest-label').value = place.name.split(',')[0].slice(0, 100);
+              saveDestination();
+            },
+          },
+        }))) : [el('li', { class: 'hint', text: 'No place found.' })]));
+    } catch (err) {
+      if (err.name !== 'AbortError') results.replaceChildren(el('li', { class: 'hint', text: 'The place search is not available right now.' }));
+    }
+  };
+  byId('place-go').addEventListener('click', search);
+  // Enter searches; it must not submit the meeting-point form with stale coordinates.
+  byId('place-query').addEventListener('keydown', (e) => {
+    if (e.key === 'Enter') {
+      e.preventDefault();
+      search();
+    }
   });
 }
 

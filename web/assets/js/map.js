@@ -47,6 +47,10 @@ export class SlippyMap {
     this.center = { lat: opts.center?.[0] ?? 20, lng: opts.center?.[1] ?? 0 };
     this.zoom = opts.zoom ?? 2;
     this.onUserMove = opts.onUserMove ?? (() => {});
+    // Set while the page wants a position picked: a click then means "here", not "pan".
+    this.onPick = null;
+    this.downAt = null;
+    this.destination = null;
     this.tiles = new Map();
     this.markers = new Map();
     this.pointers = new Map();
@@ -93,6 +97,7 @@ export class SlippyMap {
     container.addEventListener('pointercancel', (e) => this.pointerUp(e));
     container.addEventListener('wheel', (e) => this.wheel(e), { passive: false });
     container.addEventListener('dblclick', (e) => this.doubleClick(e));
+    container.addEventListener('click', (e) => this.click(e));
     container.addEventListener('keydown', (e) => this.key(e));
     new ResizeObserver(() => this.render()).observe(container);
     this.render();
@@ -240,6 +245,7 @@ export class SlippyMap {
       }
     }
     for (const marker of this.markers.values()) this.placeMarker(marker);
+    this.placeDestination();
   }
 
   tile(z, x, y) {
@@ -315,6 +321,44 @@ export class SlippyMap {
     marker.circle.style.width = marker.circle.style.height = `${2 * radius}px`;
   }
 
+  // ---------------------------------------------------------------- destination
+
+  /** Shows the meeting point, `{lat, lng, radius_m, label}`, or removes it with null. */
+  setDestination(dest) {
+    if (!dest) {
+      this.destination?.root.remove();
+      this.destination = null;
+      return;
+    }
+    if (!this.destination) {
+      const root = document.createElement('div');
+      root.className = 'destination';
+      const circle = document.createElement('div');
+      circle.className = 'destination-radius';
+      const pin = document.createElement('div');
+      pin.className = 'destination-pin';
+      const label = document.createElement('div');
+      label.className = 'destination-label';
+      root.append(circle, pin, label);
+      // Under the people: they are what moves, and they must stay clickable-looking on top.
+      this.markerPane.prepend(root);
+      this.destination = { root, circle, pin, label, data: null };
+    }
+    this.destination.data = dest;
+    this.destination.label.textContent = dest.label || 'Meeting point';
+    this.placeDestination();
+  }
+
+  placeDestination() {
+    const d = this.destination;
+    if (!d?.data) return;
+    const p = this.toScreen(d.data.lat, d.data.lng);
+    d.root.style.transform = `translate(${p.x}px, ${p.y}px)`;
+    // Capped: at a far zoom-in a 5 km circle would be a huge layer for nothing.
+    const r = Math.min(d.data.radius_m / metresPerPixel(d.data.lat, this.zoom), 6000);
+    d.circle.style.width = d.circle.style.height = `${2 * r}px`;
+  }
+
   // ---------------------------------------------------------------- input
 
   local(e) {
@@ -327,6 +371,7 @@ export class SlippyMap {
     if (e.pointerType === 'mouse' && e.button !== 0) return;
     this.container.setPointerCapture?.(e.pointerId);
     this.pointers.set(e.pointerId, this.local(e));
+    this.downAt = this.local(e);
     this.startGesture();
     this.container.classList.add('dragging');
   }
@@ -387,6 +432,14 @@ export class SlippyMap {
     const p = this.local(e);
     this.zoomAround(this.zoom + delta, p.x, p.y);
     this.onUserMove();
+  }
+
+  click(e) {
+    if (!this.onPick || e.target.closest('button, a')) return;
+    const p = this.local(e);
+    // A drag that ended here is a pan, not a pick.
+    if (this.downAt && Math.hypot(p.x - this.downAt.x, p.y - this.downAt.y) > 6) return;
+    this.onPick(this.fromScreen(p.x, p.y));
   }
 
   doubleClick(e) {

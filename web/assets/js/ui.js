@@ -7,6 +7,7 @@ export function config() {
   const tileUrl = meta('tile-url');
   const ttl = Number.parseInt(meta('location-ttl'), 10);
   return {
+    geocoderUrl: meta('geocoder-url').replace(/\/+$/, '') || null,
     tileUrl: tileUrl && tileUrl.toLowerCase() !== 'none' ? tileUrl : null,
     locationTtlMs: (Number.isFinite(ttl) && ttl > 0 ? ttl : 30) * 1000,
   };
