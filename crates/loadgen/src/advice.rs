@@ -376,21 +376,13 @@ async fn socket_task(mut ws: Ws, me: Me, mut pacer: Pacer, env: Rc<Env>, shared:
                     }
                 }
             }
-            m = ws.next() => match m {
-                Some(Ok(Message::Text(t))) => on_frame(&env, &shared, &me, &mut pacer, &t),
-                Some(Ok(Message::Close(c))) => {
-                    failed = Some(format!("socket_closed: by the server {c:?}"));
+            m = ws.next() => match ws::read(m) {
+                ws::Read::Text(t) => on_frame(&env, &shared, &me, &mut pacer, &t),
+                ws::Read::Gone(reason) => {
+                    failed = Some(reason);
                     break;
                 }
-                None => {
-                    failed = Some("socket_closed: connection ended".to_owned());
-                    break;
-                }
-                Some(Err(e)) => {
-                    failed = Some(format!("socket_io: {e}"));
-                    break;
-                }
-                Some(Ok(_)) => {}
+                ws::Read::Other => {}
             },
             () = &mut heartbeat => {
                 msg_ref += 1;
@@ -402,15 +394,7 @@ async fn socket_task(mut ws: Ws, me: Me, mut pacer: Pacer, env: Rc<Env>, shared:
             }
         }
     }
-    stats.open.set(stats.open.get().saturating_sub(1));
-    if let Some(reason) = failed {
-        if !shared.done.get() {
-            stats.add("closed_early", 1);
-            stats.fail(&reason);
-        }
-    } else {
-        let _ = tokio::time::timeout(Duration::from_millis(200), ws.close(None)).await;
-    }
+    ws::end(&mut ws, failed, stats, shared.done.get()).await;
 }
 
 fn on_frame(env: &Env, shared: &Shared, me: &Me, pacer: &mut Pacer, text: &str) {

@@ -164,6 +164,44 @@ fn reason(text: &str) -> Option<&str> {
     Some(&text[start..start + len])
 }
 
+/// What a socket task makes of one read: a text frame to handle, why the socket is gone, or
+/// nothing to act on (pings, pongs, binary frames).
+pub enum Read {
+    /// A text frame.
+    Text(tungstenite::Utf8Bytes),
+    /// The socket is gone, and why (a failure reason for the report).
+    Gone(String),
+    /// Anything else.
+    Other,
+}
+
+/// Sorts one `ws.next()` result.
+pub fn read(m: Option<Result<Message, tungstenite::Error>>) -> Read {
+    match m {
+        Some(Ok(Message::Text(t))) => Read::Text(t),
+        Some(Ok(Message::Close(c))) => Read::Gone(format!("socket_closed: by the server {c:?}")),
+        None => Read::Gone("socket_closed: connection ended".to_owned()),
+        Some(Err(e)) => Read::Gone(format!("socket_io: {e}")),
+        Some(Ok(_)) => Read::Other,
+    }
+}
+
+/// Ends a socket task: a socket lost before the run was over counts as closed early, with its
+/// reason; one that lasted the run is closed politely (not waiting long for the server's answer).
+pub async fn end(ws: &mut Ws, failed: Option<String>, stats: &crate::stats::Stats, run_over: bool) {
+    stats.open.set(stats.open.get().saturating_sub(1));
+    match failed {
+        Some(reason) if !run_over => {
+            stats.add("closed_early", 1);
+            stats.fail(&reason);
+        }
+        Some(_) => {}
+        None => {
+            let _ = tokio::time::timeout(Duration::from_millis(200), ws.close(None)).await;
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
