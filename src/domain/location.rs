@@ -57,7 +57,8 @@ impl Location {
             heading: self.heading,
             speed: self.speed,
             timestamp: self.timestamp.to_rfc3339_opts(SecondsFormat::AutoSi, true),
-            approach: None,
+            distance_m: None,
+            eta_s: None,
         }
     }
 }
@@ -155,18 +156,28 @@ pub struct LocationView {
     pub speed: Option<f64>,
     /// RFC 3339 UTC.
     pub timestamp: String,
-    /// `distance_m` and `eta_s`, while the session has a destination (SPEC §7); absent otherwise.
-    #[serde(flatten, default, skip_serializing_if = "Option::is_none")]
-    pub approach: Option<Approach>,
+    /// Whole metres to the destination, while the session has one (SPEC §7); absent otherwise.
+    // Two plain fields rather than a flattened struct: `#[serde(flatten)]` would buffer every
+    // field of every location a replica receives before reading it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub distance_m: Option<u64>,
+    /// Whole seconds to get there (`null`: unknown or under 0.5 m/s; 0 while arrived), while
+    /// the session has a destination; absent otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "present")]
+    pub eta_s: Option<Option<u64>>,
 }
 
-/// How far a position is from the session's destination, and how long until there.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
-pub struct Approach {
-    /// Great-circle distance, whole metres.
-    pub distance_m: u64,
-    /// Whole seconds at the current speed; `null` when unknown or under 0.5 m/s, 0 while arrived.
-    pub eta_s: Option<u64>,
+/// A key that is there, `null` or not: `Some`, so that `eta_s: null` and no `eta_s` stay apart.
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Option<u64>>, D::Error> {
+    serde::Deserialize::deserialize(d).map(Some)
+}
+
+impl LocationView {
+    /// Adds the distance and ETA to the destination (SPEC §7).
+    pub fn set_progress(&mut self, distance_m: u64, eta_s: Option<u64>) {
+        self.distance_m = Some(distance_m);
+        self.eta_s = Some(eta_s);
+    }
 }
 
 impl std::fmt::Debug for Location {
@@ -192,7 +203,8 @@ impl std::fmt::Debug for LocationView {
             .field("heading", &self.heading)
             .field("speed", &self.speed)
             .field("timestamp", &self.timestamp)
-            .field("approach", &self.approach)
+            .field("distance_m", &self.distance_m)
+            .field("eta_s", &self.eta_s)
             .finish()
     }
 }
@@ -261,8 +273,8 @@ mod tests {
         let plain = serde_json::to_value(&view).unwrap_or_default();
         assert!(plain.get("distance_m").is_none() && plain.get("eta_s").is_none(), "{plain}");
         let back: LocationView = serde_json::from_value(plain).unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!(back.approach, None);
-        view.approach = Some(Approach { distance_m: 4200, eta_s: None });
+        assert_eq!((back.distance_m, back.eta_s), (None, None));
+        view.set_progress(4200, None);
         let wire = serde_json::to_value(&view).unwrap_or_default();
         assert_eq!((wire["distance_m"].clone(), wire["eta_s"].clone()), (json!(4200), Value::Null));
         let back: LocationView = serde_json::from_value(wire).unwrap_or_else(|e| panic!("{e}"));

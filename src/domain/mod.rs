@@ -22,7 +22,7 @@ pub use display_name::DisplayName;
 pub use expiry::ExpiresInMinutes;
 pub use geo::{distance_m, Point};
 pub use ids::{ParticipantId, SessionId};
-pub use location::{Approach, Location, LocationErrors, LocationView};
+pub use location::{Location, LocationErrors, LocationView};
 pub use session::{EndReason, LeaveReason, Participant, Session};
 pub use session_name::SessionName;
 pub use viewing::Viewing;

@@ -128,7 +128,8 @@ pub fn location_view(user: ParticipantId, lat: f64) -> LocationView {
         heading: None,
         speed: None,
         timestamp: "2026-12-01T10:00:00Z".into(),
-        approach: None,
+        distance_m: None,
+        eta_s: None,
     }
 }
 

@@ -165,7 +165,8 @@ mod tests {
             heading: None,
             speed: None,
             timestamp: "2026-01-01T00:00:00Z".into(),
-            approach: None,
+            distance_m: None,
+            eta_s: None,
         }
     }
 

@@ -183,7 +183,8 @@ mod tests {
             heading: None,
             speed: None,
             timestamp: "2026-12-01T10:00:00Z".into(),
-            approach: None,
+            distance_m: None,
+            eta_s: None,
         };
         let every = [
             ClusterEvent::Location { view },

@@ -10,7 +10,7 @@ use serde_json::json;
 use super::super::cluster::ClusterEvent;
 use super::persistence::store_error;
 use super::{Phase, SessionActor};
-use crate::domain::{progress, Approach, Destination, Fix, Location, LocationView, ParticipantId, Point, Transition};
+use crate::domain::{progress, Destination, Fix, Location, LocationView, ParticipantId, Point, Transition};
 use crate::views::rfc3339;
 
 impl SessionActor {
@@ -41,7 +41,7 @@ impl SessionActor {
         };
         let fix = Fix { point, accuracy: location.accuracy, speed: location.speed, at: location.timestamp };
         let p = progress(&destination, &fix, &mut member.motion, arrived);
-        view.approach = Some(Approach { distance_m: p.distance_m, eta_s: p.eta_s });
+        view.set_progress(p.distance_m, p.eta_s);
         if let Some(transition) = p.transition {
             self.claim(user, transition, destination.epoch(), ctx);
         }
