@@ -6,7 +6,14 @@ way the token counts as real credentials, so the `ignored_auth` check then also 
 call without a token and with a wrong one, and expects 401 for both.
 """
 
+import sys
+
 import schemathesis
+
+# Hypothesis describes each filter by parsing its source with `ast`, deep inside schemathesis'
+# recursive schema walk; near Python's default limit of 1000 frames that parse fails ("AST
+# constructor recursion depth mismatch") and the operation is reported as a runtime error.
+sys.setrecursionlimit(max(sys.getrecursionlimit(), 10_000))
 
 # session id -> creator_token
 CREATORS = {}
