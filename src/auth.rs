@@ -139,6 +139,7 @@ mod tests {
             ended: None,
             participant_count: 0,
             locked: false,
+            e2e: false,
             destination: None,
         }
     }

@@ -34,14 +34,39 @@ pub struct SessionView {
     pub is_active: bool,
     /// While true, joins are refused (403); participants already in are unaffected.
     pub locked: bool,
+    /// Whether positions and the destination are sealed (SPEC §10).
+    pub e2e: bool,
     /// Where everyone is heading, or `null`.
     #[schema(value_type = Option<DestinationView>)]
     pub destination: Option<Destination>,
 }
 
-/// A session's destination, as REST answers it and `destination_set` broadcasts it.
+/// A session's destination, as REST answers it and `destination_set` broadcasts it: a place in
+/// the clear, or sealed in an end-to-end encrypted session. (Documentation only: the wire form is
+/// `domain::Destination`'s.)
 #[derive(Debug, Serialize, ToSchema)]
-pub struct DestinationView {
+#[serde(untagged)]
+pub enum DestinationView {
+    /// A meeting point the server measures everyone against.
+    Place(PlaceView),
+    /// An end-to-end encrypted session's (SPEC §10).
+    Sealed(SealedDestinationView),
+}
+
+/// A sealed destination: the server keeps and relays it, and computes no distance, ETA or arrival.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SealedDestinationView {
+    /// `base64url(iv ‖ ciphertext ‖ tag)`, AES-256-GCM with the additional data
+    /// `"{session_id}:destination"`.
+    #[schema(pattern = "^[A-Za-z0-9_-]{24,2048}$", min_length = 24, max_length = 2048)]
+    pub sealed: String,
+    /// When it was set (RFC 3339).
+    pub set_at: String,
+}
+
+/// A meeting point in the clear.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PlaceView {
     /// Latitude of the meeting point.
     pub lat: f64,
     /// Longitude of the meeting point.
@@ -65,6 +90,7 @@ impl SessionView {
             participant_count: session.participant_count,
             is_active,
             locked: session.locked,
+            e2e: session.e2e,
             destination: session.destination.clone(),
         }
     }

@@ -17,6 +17,8 @@ diesel::table! {
         destination_radius_m -> Nullable<Double>,
         destination_label -> Nullable<Text>,
         destination_set_at -> Nullable<Timestamp>,
+        e2e -> Bool,
+        destination_sealed -> Nullable<Text>,
     }
 }
 

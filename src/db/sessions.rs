@@ -5,7 +5,7 @@ use diesel::prelude::*;
 
 use super::schema::sessions::dsl;
 use super::{utc, DbConnection, DbError};
-use crate::domain::{Destination, EndReason, Session, SessionId};
+use crate::domain::{Destination, EndReason, Place, Sealed, Session, SessionId};
 
 #[derive(Queryable, Selectable)]
 #[diesel(table_name = super::schema::sessions)]
@@ -24,6 +24,8 @@ struct SessionRow {
     destination_radius_m: Option<f64>,
     destination_label: Option<String>,
     destination_set_at: Option<NaiveDateTime>,
+    e2e: bool,
+    destination_sealed: Option<String>,
 }
 
 impl SessionRow {
@@ -43,16 +45,23 @@ impl SessionRow {
             },
             participant_count: u32::try_from(self.participant_count).unwrap_or(0),
             locked: self.locked,
+            e2e: self.e2e,
             destination: match (
                 self.destination_lat,
                 self.destination_lng,
                 self.destination_radius_m,
+                self.destination_sealed,
                 self.destination_set_at,
             ) {
-                (Some(lat), Some(lng), Some(radius_m), Some(set_at)) => {
-                    Some(Destination { lat, lng, radius_m, label: self.destination_label, set_at: utc(set_at) })
+                (Some(lat), Some(lng), Some(radius_m), None, Some(set_at)) if !self.e2e => {
+                    let label = self.destination_label;
+                    Some(Destination::Place(Place { lat, lng, radius_m, label, set_at: utc(set_at) }))
                 }
-                (None, None, None, None) => None,
+                (None, None, None, Some(sealed), Some(set_at)) if self.e2e => Some(Destination::Sealed {
+                    sealed: Sealed::parse(&sealed).map_err(|_| corrupt("sessions.destination_sealed"))?,
+                    set_at: utc(set_at),
+                }),
+                (None, None, None, None, None) => None,
                 _ => return Err(corrupt("sessions.destination_*")),
             },
         })
@@ -74,6 +83,7 @@ pub fn insert(conn: &mut DbConnection, session: &Session) -> Result<(), DbError>
             dsl::last_activity_at.eq(session.last_activity_at.naive_utc()),
             dsl::participant_count.eq(0),
             dsl::locked.eq(session.locked),
+            dsl::e2e.eq(session.e2e),
         ))
         .execute(conn)?;
     if let Some(d) = &session.destination {
@@ -88,13 +98,19 @@ pub fn set_destination(
     id: SessionId,
     destination: Option<&Destination>,
 ) -> Result<bool, DbError> {
+    let place = destination.and_then(Destination::place);
+    let sealed = match destination {
+        Some(Destination::Sealed { sealed, .. }) => Some(sealed.as_str()),
+        _ => None,
+    };
     let updated = diesel::update(dsl::sessions.find(id.to_string()).filter(dsl::ended_at.is_null()))
         .set((
-            dsl::destination_lat.eq(destination.map(|d| d.lat)),
-            dsl::destination_lng.eq(destination.map(|d| d.lng)),
-            dsl::destination_radius_m.eq(destination.map(|d| d.radius_m)),
-            dsl::destination_label.eq(destination.and_then(|d| d.label.as_deref())),
-            dsl::destination_set_at.eq(destination.map(|d| d.set_at.naive_utc())),
+            dsl::destination_lat.eq(place.map(|d| d.lat)),
+            dsl::destination_lng.eq(place.map(|d| d.lng)),
+            dsl::destination_radius_m.eq(place.map(|d| d.radius_m)),
+            dsl::destination_label.eq(place.and_then(|d| d.label.as_deref())),
+            dsl::destination_sealed.eq(sealed),
+            dsl::destination_set_at.eq(destination.map(|d| d.set_at().naive_utc())),
         ))
         .execute(conn)?;
     Ok(updated == 1)

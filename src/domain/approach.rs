@@ -7,7 +7,7 @@ use std::collections::VecDeque;
 use chrono::{DateTime, Duration, Utc};
 
 use super::geo::{distance_m, Point};
-use super::Destination;
+use super::Place;
 
 /// Speed from successive positions is measured over at least this long, so that GPS jitter
 /// between two fixes a second apart does not read as walking pace.
@@ -105,7 +105,7 @@ pub fn eta_s(distance: f64, speed: Option<f64>, arrived: bool) -> Option<u64> {
 }
 
 /// Feeds one fix of a participant who is (or is not) `arrived` at `destination`.
-pub fn progress(destination: &Destination, fix: &Fix, motion: &mut Motion, arrived: bool) -> Progress {
+pub fn progress(destination: &Place, fix: &Fix, motion: &mut Motion, arrived: bool) -> Progress {
     let distance = distance_m(fix.point, destination.point());
     let measured = motion.record(fix.point, fix.at);
     let transition = transition(arrived, distance, fix.accuracy, destination.radius_m);
@@ -131,8 +131,8 @@ mod tests {
         DateTime::parse_from_rfc3339("2026-12-02T18:00:00Z").map(|t| t.with_timezone(&Utc)).unwrap_or_default()
     }
 
-    fn destination() -> Destination {
-        Destination { lat: 48.0, lng: 2.0, radius_m: RADIUS, label: None, set_at: t0() }
+    fn destination() -> Place {
+        Place { lat: 48.0, lng: 2.0, radius_m: RADIUS, label: None, set_at: t0() }
     }
 
     /// A point `metres` north of the destination (one degree of latitude is about 111,195 m here).

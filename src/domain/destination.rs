@@ -1,4 +1,5 @@
-//! The meeting point of a session (SPEC §7): where everyone is heading, set by its creator.
+//! The meeting point of a session (SPEC §7): where everyone is heading, set by its creator; in
+//! an end-to-end encrypted session, sealed like its positions (§10).
 
 use std::collections::BTreeMap;
 
@@ -8,20 +9,58 @@ use serde_json::{Map, Value};
 
 use super::geo::Point;
 use super::location::{optional, required, LocationErrors};
-use super::{SessionName, HIDDEN};
+use super::{Sealed, SessionName, HIDDEN};
 
 /// Messages per field for a refused destination.
 pub type DestinationErrors = BTreeMap<&'static str, Vec<String>>;
 
 /// A destination as the creator sends it, checked; it becomes a [`Destination`] when it is set.
+#[derive(Debug, Clone, PartialEq)]
+pub enum DestinationDraft {
+    /// A meeting point in the clear.
+    Place(PlaceDraft),
+    /// An end-to-end encrypted session's, sealed.
+    Sealed(Sealed),
+}
+
+/// The location fields of a destination: none may travel in the clear in an e2e session.
+const PLACE_FIELDS: [&str; 4] = ["lat", "lng", "radius_m", "label"];
+
+impl DestinationDraft {
+    /// Checks a destination for a session that is end-to-end encrypted (`e2e`) or not: `{"sealed"}`
+    /// there, `{"lat","lng","radius_m"?,"label"?}` elsewhere; a body of the other kind is refused.
+    pub fn parse(body: &Map<String, Value>, e2e: bool) -> Result<Self, DestinationErrors> {
+        let refuse = |message: &str| Err(DestinationErrors::from([("sealed", vec![message.to_owned()])]));
+        if e2e {
+            if PLACE_FIELDS.iter().any(|f| body.contains_key(*f)) {
+                return refuse("must replace the destination fields: this session is end-to-end encrypted");
+            }
+            Sealed::of_field(body).map(Self::Sealed).or_else(refuse)
+        } else if body.contains_key("sealed") {
+            refuse("is only accepted in end-to-end encrypted sessions")
+        } else {
+            PlaceDraft::parse(body).map(Self::Place)
+        }
+    }
+
+    /// The destination, set at `set_at`.
+    pub fn set_at(self, set_at: DateTime<Utc>) -> Destination {
+        match self {
+            Self::Place(draft) => Destination::Place(draft.set_at(set_at)),
+            Self::Sealed(sealed) => Destination::Sealed { sealed, set_at },
+        }
+    }
+}
+
+/// A meeting point as the creator sends it, checked.
 #[derive(Clone, PartialEq)]
-pub struct DestinationDraft {
+pub struct PlaceDraft {
     point: Point,
     radius_m: f64,
     label: Option<String>,
 }
 
-impl DestinationDraft {
+impl PlaceDraft {
     /// The radius when none is given, in metres.
     pub const DEFAULT_RADIUS_M: f64 = 100.0;
     /// The radii accepted, in metres.
@@ -65,21 +104,66 @@ impl DestinationDraft {
         }
     }
 
-    /// The destination, set at `set_at`.
-    pub fn set_at(self, set_at: DateTime<Utc>) -> Destination {
-        Destination { lat: self.point.lat, lng: self.point.lng, radius_m: self.radius_m, label: self.label, set_at }
+    /// The meeting point, set at `set_at`.
+    pub fn set_at(self, set_at: DateTime<Utc>) -> Place {
+        Place { lat: self.point.lat, lng: self.point.lng, radius_m: self.radius_m, label: self.label, set_at }
     }
 }
 
-impl std::fmt::Debug for DestinationDraft {
+impl std::fmt::Debug for PlaceDraft {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("DestinationDraft").field("point", &HIDDEN).field("radius_m", &self.radius_m).finish()
+        f.debug_struct("PlaceDraft").field("point", &HIDDEN).field("radius_m", &self.radius_m).finish()
     }
 }
 
-/// A session's destination: `{"lat","lng","radius_m","label","set_at"}` on the wire.
+/// A session's destination, the same on the wire whichever replica sends it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Destination {
+    /// `{"lat","lng","radius_m","label","set_at"}`: the server measures everyone against it.
+    Place(Place),
+    /// `{"sealed","set_at"}` in an end-to-end encrypted session: clients measure, locally.
+    Sealed {
+        /// The meeting point, sealed with the destination's additional data.
+        sealed: Sealed,
+        /// When it was set (to the second).
+        #[serde(with = "rfc3339_secs")]
+        set_at: DateTime<Utc>,
+    },
+}
+
+impl Destination {
+    /// The meeting point the server can measure against, if it can see it.
+    pub fn place(&self) -> Option<&Place> {
+        match self {
+            Self::Place(place) => Some(place),
+            Self::Sealed { .. } => None,
+        }
+    }
+
+    /// When it was set.
+    pub fn set_at(&self) -> DateTime<Utc> {
+        match self {
+            Self::Place(place) => place.set_at,
+            Self::Sealed { set_at, .. } => *set_at,
+        }
+    }
+
+    /// Names this destination among the session's successive ones, the same on every replica:
+    /// arrivals are kept per destination, so a new one starts with nobody arrived.
+    pub fn epoch(&self) -> u64 {
+        match self {
+            Self::Place(place) => place.epoch(),
+            Self::Sealed { sealed, set_at } => {
+                fnv1a(&[sealed.as_str().as_bytes(), &set_at.timestamp_micros().to_le_bytes()])
+            }
+        }
+    }
+}
+
+/// A meeting point in the clear: `{"lat","lng","radius_m","label","set_at"}` on the wire.
 #[derive(Clone, PartialEq, Serialize, Deserialize)]
-pub struct Destination {
+pub struct Place {
     /// Latitude of the meeting point.
     pub lat: f64,
     /// Longitude of the meeting point.
@@ -94,35 +178,37 @@ pub struct Destination {
     pub set_at: DateTime<Utc>,
 }
 
-impl Destination {
+impl Place {
     /// The meeting point.
     pub fn point(&self) -> Point {
         Point { lat: self.lat, lng: self.lng }
     }
 
-    /// Names this destination among the session's successive ones, the same on every replica:
-    /// arrivals are kept per destination, so a new one starts with nobody arrived.
+    /// The epoch of the destination this place is ([`Destination::epoch`]).
     pub fn epoch(&self) -> u64 {
-        let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
         let label = self.label.as_deref().unwrap_or_default().as_bytes();
-        for part in [
+        fnv1a(&[
             &self.lat.to_bits().to_le_bytes()[..],
             &self.lng.to_bits().to_le_bytes(),
             &self.radius_m.to_bits().to_le_bytes(),
             &self.set_at.timestamp_micros().to_le_bytes(),
             label,
-        ] {
-            for b in part {
-                hash = (hash ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3);
-            }
-        }
-        hash
+        ])
     }
 }
 
-impl std::fmt::Debug for Destination {
+/// FNV-1a: stable across builds and replicas, unlike the standard library's hasher.
+fn fnv1a(parts: &[&[u8]]) -> u64 {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in parts.iter().flat_map(|p| p.iter()) {
+        hash = (hash ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3);
+    }
+    hash
+}
+
+impl std::fmt::Debug for Place {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Destination")
+        f.debug_struct("Place")
             .field("point", &HIDDEN)
             .field("radius_m", &self.radius_m)
             .field("set_at", &self.set_at)
@@ -161,8 +247,8 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    fn parse(v: Value) -> Result<DestinationDraft, DestinationErrors> {
-        DestinationDraft::parse(v.as_object().unwrap_or(&Map::new()))
+    fn parse(v: Value) -> Result<PlaceDraft, DestinationErrors> {
+        PlaceDraft::parse(v.as_object().unwrap_or(&Map::new()))
     }
 
     fn at() -> DateTime<Utc> {
@@ -183,7 +269,7 @@ mod tests {
         let wire = serde_json::to_value(&labelled).unwrap_or_default();
         assert_eq!((wire["radius_m"].clone(), wire["label"].clone()), (json!(20.5), json!("Café")));
         let back: Destination = serde_json::from_value(wire).unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!(back, labelled, "the cluster's copy reads back the same");
+        assert_eq!(back, Destination::Place(labelled), "the cluster's copy reads back the same");
         assert_eq!(parse(json!({"lat": 0, "lng": 0, "label": "   "})).map(|d| d.label), Ok(None));
     }
 
@@ -225,5 +311,30 @@ mod tests {
         let d = parse(json!({"lat": 48.8584, "lng": 2.2945})).unwrap_or_else(|e| panic!("{e:?}"));
         let printed = format!("{d:?} {:?}", d.clone().set_at(at()));
         assert!(!printed.contains("48.85") && !printed.contains("2.29"), "{printed}");
+    }
+
+    fn draft(v: Value, e2e: bool) -> Result<DestinationDraft, DestinationErrors> {
+        DestinationDraft::parse(v.as_object().unwrap_or(&Map::new()), e2e)
+    }
+
+    #[test]
+    fn an_e2e_session_takes_a_sealed_destination_only() {
+        let sealed = "C".repeat(60);
+        let d = draft(json!({ "sealed": sealed }), true).map(|d| d.set_at(at())).unwrap_or_else(|e| panic!("{e:?}"));
+        let wire = serde_json::to_value(&d).unwrap_or_default();
+        assert_eq!(wire, json!({"sealed": sealed, "set_at": "2026-12-02T18:04:00Z"}));
+        let back: Destination = serde_json::from_value(wire).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!((back.place(), back.epoch()), (None, d.epoch()));
+        for (bad, e2e) in [
+            (json!({"lat": 1, "lng": 2}), true),
+            (json!({"sealed": sealed, "radius_m": 50}), true),
+            (json!({"sealed": "short"}), true),
+            (json!({}), true),
+            (json!({ "sealed": sealed }), false),
+        ] {
+            let errors = draft(bad.clone(), e2e).err().unwrap_or_default();
+            assert_eq!(errors.keys().collect::<Vec<_>>(), vec![&"sealed"], "{bad}");
+        }
+        assert!(matches!(draft(json!({"lat": 1, "lng": 2}), false), Ok(DestinationDraft::Place(_))));
     }
 }

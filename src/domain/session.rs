@@ -84,6 +84,8 @@ pub struct Session {
     pub participant_count: u32,
     /// While true, nobody new may join (SPEC §9).
     pub locked: bool,
+    /// End-to-end encrypted (SPEC §10): positions and the destination are sealed, fixed at creation.
+    pub e2e: bool,
     /// Where everyone is heading, if the creator said (SPEC §7).
     pub destination: Option<Destination>,
 }
@@ -157,6 +159,7 @@ mod tests {
             ended: None,
             participant_count: 0,
             locked: false,
+            e2e: false,
             destination: None,
         }
     }

@@ -1,6 +1,7 @@
 //! `/api/sessions/{id}/destination`: the creator sets, moves or clears the meeting point (SPEC §7).
 
 use actix_web::{web, HttpRequest, HttpResponse};
+use chrono::Utc;
 use serde::Deserialize;
 use serde_json::{Map, Value};
 use utoipa::ToSchema;
@@ -11,10 +12,30 @@ use super::{bearer_claims, session_id, AppState};
 use crate::domain::{DestinationDraft, DestinationErrors};
 use crate::views::DestinationView;
 
-/// `PUT /api/sessions/{id}/destination` body, and the `destination` of `POST /api/sessions`;
-/// unknown fields are ignored. (Documentation only: the body is read by `DestinationDraft::parse`.)
+/// `PUT /api/sessions/{id}/destination` body, and the `destination` of `POST /api/sessions`:
+/// a place, or in an end-to-end encrypted session a sealed one; unknown fields are ignored.
+/// (Documentation only: the body is read by `DestinationDraft::parse`.)
 #[derive(Debug, Deserialize, ToSchema)]
-pub struct DestinationRequest {
+#[serde(untagged)]
+pub enum DestinationRequest {
+    /// In a session without `e2e`.
+    Place(PlaceRequest),
+    /// In an end-to-end encrypted session (SPEC §10), the only kind it accepts.
+    Sealed(SealedDestinationRequest),
+}
+
+/// A sealed destination, for an end-to-end encrypted session.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct SealedDestinationRequest {
+    /// `base64url(iv ‖ ciphertext ‖ tag)`, AES-256-GCM with the additional data
+    /// `"{session_id}:destination"`, opening to `{"lat","lng","radius_m"?,"label"?}`.
+    #[schema(pattern = "^[A-Za-z0-9_-]{24,2048}$", min_length = 24, max_length = 2048)]
+    pub sealed: String,
+}
+
+/// A meeting point in the clear.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct PlaceRequest {
     /// Latitude, -90..=90.
     #[schema(minimum = -90.0, maximum = 90.0)]
     pub lat: f64,
@@ -33,9 +54,10 @@ pub struct DestinationRequest {
     pub label: Option<String>,
 }
 
-/// Reads a destination, its field errors named `{prefix}{field}`.
-pub fn parse_destination(body: &Map<String, Value>, prefix: &str) -> Result<DestinationDraft, ApiError> {
-    DestinationDraft::parse(body).map_err(|errors: DestinationErrors| {
+/// Reads a destination for a session that is end-to-end encrypted (`e2e`) or not, its field
+/// errors named `{prefix}{field}`.
+pub fn parse_destination(body: &Map<String, Value>, prefix: &str, e2e: bool) -> Result<DestinationDraft, ApiError> {
+    DestinationDraft::parse(body, e2e).map_err(|errors: DestinationErrors| {
         let fields: FieldErrors =
             errors.into_iter().map(|(field, messages)| (format!("{prefix}{field}"), messages)).collect();
         ApiError::Validation(fields)
@@ -69,7 +91,9 @@ pub async fn put(
 ) -> Result<HttpResponse, ApiError> {
     let claims = bearer_claims(&req, state.sessions.tokens())?;
     let id = session_id(&path)?;
-    let draft = parse_destination(&body.0, "")?;
+    // Whether the session is end-to-end encrypted decides which body is valid; it never changes.
+    let e2e = state.sessions.load(id, Utc::now()).await?.e2e;
+    let draft = parse_destination(&body.0, "", e2e)?;
     let destination = state.sessions.set_destination(&claims, id, draft).await?;
     Ok(HttpResponse::Ok().json(destination))
 }

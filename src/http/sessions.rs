@@ -34,6 +34,9 @@ pub struct CreateSessionRequest {
     // Any JSON here, so that a wrong-typed destination is a 422 naming its own fields.
     #[schema(value_type = Option<DestinationRequest>)]
     pub destination: Option<serde_json::Value>,
+    /// End-to-end encrypted (SPEC §10): positions and the destination travel sealed, and the
+    /// server cannot read them; false when absent. Fixed for the session's life.
+    pub e2e: Option<bool>,
 }
 
 /// `POST /api/sessions` answer; `Debug` hides the token.
@@ -54,6 +57,8 @@ pub struct SessionCreated {
     pub destination: Option<Destination>,
     /// Always false for a new session.
     pub locked: bool,
+    /// Whether positions and the destination are sealed (SPEC §10).
+    pub e2e: bool,
 }
 
 impl std::fmt::Debug for SessionCreated {
@@ -106,9 +111,10 @@ pub async fn create(
             ExpiresInMinutes::default()
         }
     };
+    let e2e = req.e2e.unwrap_or(false);
     let destination = match &req.destination {
         None | Some(serde_json::Value::Null) => None,
-        Some(serde_json::Value::Object(body)) => match parse_destination(body, "destination.") {
+        Some(serde_json::Value::Object(body)) => match parse_destination(body, "destination.", e2e) {
             Ok(d) => Some(d),
             Err(ApiError::Validation(fields)) => {
                 errors.extend(fields);
@@ -125,7 +131,7 @@ pub async fn create(
         return Err(ApiError::Validation(errors));
     }
 
-    let new = NewSession { name, expires_in, destination };
+    let new = NewSession { name, expires_in, destination, e2e };
     let Created { session, creator_token } = state.sessions.create(new).await?;
     Ok(HttpResponse::Created().json(SessionCreated {
         session_id: session.id.to_string(),
@@ -135,6 +141,7 @@ pub async fn create(
         creator_token,
         destination: session.destination,
         locked: session.locked,
+        e2e: session.e2e,
     }))
 }
 

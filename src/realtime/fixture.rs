@@ -19,7 +19,9 @@ use super::session::{SessionActor, SessionDeps};
 use super::SessionRegistry;
 use crate::config::{DatabaseUrl, Limits};
 use crate::db::{self, Db};
-use crate::domain::{AvatarColor, DisplayName, LocationView, Participant, ParticipantId, Session, SessionId};
+use crate::domain::{
+    AvatarColor, DisplayName, LocationView, Participant, ParticipantId, PositionView, Session, SessionId,
+};
 use crate::metrics::Metrics;
 use crate::store::memory::MemoryStore;
 use crate::store::Store;
@@ -73,6 +75,7 @@ impl Fixture {
             ended: None,
             participant_count: 0,
             locked: false,
+            e2e: false,
             destination: None,
         };
         let id = session.id;
@@ -114,13 +117,13 @@ impl Fixture {
             event: "phx_join".into(),
         };
         let join = JoinSession { session, socket: socket.clone(), reply, arbiter: Arbiter::current() };
-        self.registry.send(join).await.expect("the registry answers")
+        self.registry.send(join).await.expect("the registry answers").map(|joined| joined.session)
     }
 }
 
 /// A position of `user` as broadcast and stored.
-pub fn location_view(user: ParticipantId, lat: f64) -> LocationView {
-    LocationView {
+pub fn location_view(user: ParticipantId, lat: f64) -> PositionView {
+    PositionView::Clear(LocationView {
         user_id: user.to_string(),
         lat,
         lng: 2.0,
@@ -130,7 +133,7 @@ pub fn location_view(user: ParticipantId, lat: f64) -> LocationView {
         timestamp: "2026-12-01T10:00:00Z".into(),
         distance_m: None,
         eta_s: None,
-    }
+    })
 }
 
 /// A socket that is only its outbox.

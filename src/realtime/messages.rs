@@ -27,7 +27,7 @@ pub use super::cluster::ClusterEvent;
 use super::outbox::Outbox;
 use super::protocol::{ReplyTo, Vsn};
 use super::session::SessionActor;
-use crate::domain::{Location, ParticipantId, SessionId};
+use crate::domain::{ParticipantId, Position, SessionId};
 pub use crate::sessions::SessionEvent;
 
 /// A socket's identity within this process.
@@ -85,10 +85,26 @@ impl JoinRefusal {
     }
 }
 
+/// What a socket learns of the session when its join is accepted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Admitted {
+    /// End-to-end encrypted (SPEC §10): the socket reads its `location_update`s as sealed ones.
+    pub e2e: bool,
+}
+
+/// A socket's channel, once joined: where its pushes go, and what they must be.
+#[derive(Debug, Clone)]
+pub struct JoinedChannel {
+    /// The session's actor.
+    pub session: Addr<SessionActor>,
+    /// What the socket learnt when it was admitted.
+    pub admitted: Admitted,
+}
+
 /// Command (registry): put this socket in the session's channel, starting the session actor if
 /// need be. On success the join reply and `presence_state` are already in the socket's outbox.
 #[derive(Message)]
-#[rtype(result = "Result<Addr<SessionActor>, JoinRefusal>")]
+#[rtype(result = "Result<JoinedChannel, JoinRefusal>")]
 pub struct JoinSession {
     /// The session of the socket's token (the topic was checked against it).
     pub session: SessionId,
@@ -102,7 +118,7 @@ pub struct JoinSession {
 
 /// Command (session actor): the session-side half of [`JoinSession`].
 #[derive(Message)]
-#[rtype(result = "Result<(), JoinRefusal>")]
+#[rtype(result = "Result<Admitted, JoinRefusal>")]
 pub struct Connect {
     /// The joining socket.
     pub socket: SocketHandle,
@@ -126,8 +142,8 @@ pub struct LocationReported {
     pub socket: SocketId,
     /// The participant of the socket's token, never of the payload.
     pub participant: ParticipantId,
-    /// The checked location.
-    pub location: Location,
+    /// The checked position, of the session's kind.
+    pub position: Position,
     /// The push being answered.
     pub reply: ReplyTo,
 }

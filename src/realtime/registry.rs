@@ -100,14 +100,14 @@ impl Handler<Ping> for SessionRegistry {
 }
 
 impl Handler<JoinSession> for SessionRegistry {
-    type Result = ResponseActFuture<Self, Result<Addr<SessionActor>, JoinRefusal>>;
+    type Result = ResponseActFuture<Self, Result<JoinedChannel, JoinRefusal>>;
 
     fn handle(&mut self, msg: JoinSession, ctx: &mut Context<Self>) -> Self::Result {
         let addr = self.session(msg.session, Some(msg.arbiter.clone()), ctx);
         let connect = addr.send(Connect { socket: msg.socket.clone(), reply: msg.reply.clone() });
         Box::pin(connect.into_actor(self).then(move |result, act, ctx| -> JoinFuture {
             match result {
-                Ok(Ok(())) => Box::pin(fut::ready(Ok(addr))),
+                Ok(Ok(admitted)) => Box::pin(fut::ready(Ok(JoinedChannel { session: addr, admitted }))),
                 Ok(Err(refusal)) => Box::pin(fut::ready(Err(refusal))),
                 // The actor stopped (a crash) before its stop reached us: start a fresh one, once.
                 Err(_) => {
@@ -118,7 +118,7 @@ impl Handler<JoinSession> for SessionRegistry {
                     let connect = fresh.send(Connect { socket: msg.socket, reply: msg.reply });
                     let retried = async move {
                         match connect.await {
-                            Ok(Ok(())) => Ok(fresh),
+                            Ok(Ok(admitted)) => Ok(JoinedChannel { session: fresh, admitted }),
                             Ok(Err(refusal)) => Err(refusal),
                             Err(_) => Err(JoinRefusal::Unavailable),
                         }
@@ -132,7 +132,7 @@ impl Handler<JoinSession> for SessionRegistry {
 
 /// The registry's answer to a join, in the making.
 type JoinFuture =
-    std::pin::Pin<Box<dyn ActorFuture<SessionRegistry, Output = Result<Addr<SessionActor>, JoinRefusal>>>>;
+    std::pin::Pin<Box<dyn ActorFuture<SessionRegistry, Output = Result<JoinedChannel, JoinRefusal>>>>;
 
 impl Handler<SessionEvent> for SessionRegistry {
     type Result = ();

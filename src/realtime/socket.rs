@@ -21,7 +21,7 @@ use super::session::SessionActor;
 use super::transport::PendingSocket;
 use crate::abuse::SocketSlot;
 use crate::config::Limits;
-use crate::domain::{Location, Viewing};
+use crate::domain::{Position, Viewing};
 use crate::metrics::Metrics;
 use crate::ops::drain::Drain;
 use crate::sessions::SocketGrant;
@@ -37,6 +37,8 @@ static NEXT_SOCKET: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64:
 struct Channel {
     join_ref: Value,
     session: Option<Addr<SessionActor>>,
+    /// Whether the joined session is end-to-end encrypted: its positions must come sealed.
+    e2e: bool,
 }
 
 /// The actor of one WebSocket.
@@ -169,19 +171,19 @@ impl SocketActor {
     }
 
     fn location(&mut self, frame: InFrame, to: &ReplyTo, ctx: &mut WebsocketContext<Self>) {
-        let Some(session) = self.channel.as_ref().and_then(|c| c.session.clone()) else {
+        let Some((session, e2e)) = self.channel.as_ref().and_then(|c| Some((c.session.clone()?, c.e2e))) else {
             return self.error(ctx, to, "not_joined");
         };
         let parsed = match frame.payload.as_object() {
             _ if frame.payload_unreadable => Err(json!({ "payload": ["must hold finite numbers only"] })),
-            Some(payload) => Location::parse(payload, Utc::now()).map_err(|e| json!(e)),
+            Some(payload) => Position::parse(payload, e2e, Utc::now()).map_err(|e| json!(e)),
             None => Err(json!({ "payload": ["must be an object"] })),
         };
         match parsed {
-            Ok(location) => session.do_send(LocationReported {
+            Ok(position) => session.do_send(LocationReported {
                 socket: self.id,
                 participant: self.who.participant,
-                location,
+                position,
                 reply: to.clone(),
             }),
             Err(errors) => {
@@ -233,7 +235,7 @@ impl SocketActor {
 
     fn connect(&mut self, to: ReplyTo, ctx: &mut WebsocketContext<Self>) {
         let join_ref = to.join_ref.clone();
-        self.channel = Some(Channel { join_ref: join_ref.clone(), session: None });
+        self.channel = Some(Channel { join_ref: join_ref.clone(), session: None, e2e: false });
         let handle =
             SocketHandle { id: self.id, participant: self.who.participant, vsn: self.vsn, outbox: self.outbox.clone() };
         let request = self.registry.send(JoinSession {
@@ -245,12 +247,13 @@ impl SocketActor {
         ctx.wait(request.into_actor(self).map(move |result, act, ctx| {
             let still_current = act.channel.as_ref().is_some_and(|c| c.join_ref == join_ref);
             match result {
-                Ok(Ok(session)) if still_current => {
+                Ok(Ok(joined)) if still_current => {
                     if let Some(ch) = act.channel.as_mut() {
-                        ch.session = Some(session);
+                        ch.session = Some(joined.session);
+                        ch.e2e = joined.admitted.e2e;
                     }
                 }
-                Ok(Ok(session)) => session.do_send(Disconnect { socket: act.id }),
+                Ok(Ok(joined)) => joined.session.do_send(Disconnect { socket: act.id }),
                 Ok(Err(refusal)) => {
                     if still_current {
                         act.channel = None;

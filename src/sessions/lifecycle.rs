@@ -15,8 +15,10 @@ pub struct NewSession {
     pub name: Option<SessionName>,
     /// How long it lasts.
     pub expires_in: ExpiresInMinutes,
-    /// Where everyone is heading, if the creator says at once.
+    /// Where everyone is heading, if the creator says at once (sealed when `e2e`).
     pub destination: Option<DestinationDraft>,
+    /// Whether positions and the destination are sealed (SPEC §10).
+    pub e2e: bool,
 }
 
 /// A session just created, and its creator's token (which `Debug` hides).
@@ -54,6 +56,7 @@ impl Sessions {
             ended: None,
             participant_count: 0,
             locked: false,
+            e2e: new.e2e,
             destination: new.destination.map(|d| d.set_at(now)),
         };
         let creator_token = self.tokens.issue(&Claims::creator(&session, now))?;

@@ -8,11 +8,11 @@ use chrono::{DateTime, Utc};
 use futures_util::future::{self, BoxFuture, FutureExt};
 
 use super::{ArrivalMap, EphemeralStore, SeenMap, StoreError, StoreResult};
-use crate::domain::{LocationView, ParticipantId, SessionId};
+use crate::domain::{PositionView, ParticipantId, SessionId};
 
 #[derive(Default)]
 struct SessionState {
-    locations: HashMap<ParticipantId, (LocationView, Instant)>,
+    locations: HashMap<ParticipantId, (PositionView, Instant)>,
     seen: SeenMap,
     activity: Option<DateTime<Utc>>,
     /// The arrivals at one destination (its epoch); another epoch starts afresh.
@@ -51,7 +51,7 @@ impl EphemeralStore for MemoryStore {
     fn put_locations(
         &self,
         session: SessionId,
-        batch: Vec<(ParticipantId, LocationView)>,
+        batch: Vec<(ParticipantId, PositionView)>,
     ) -> BoxFuture<'_, StoreResult<()>> {
         let now = Instant::now();
         let expires = now + self.ttl;
@@ -65,7 +65,7 @@ impl EphemeralStore for MemoryStore {
         .boxed()
     }
 
-    fn locations(&self, session: SessionId) -> BoxFuture<'_, StoreResult<Vec<LocationView>>> {
+    fn locations(&self, session: SessionId) -> BoxFuture<'_, StoreResult<Vec<PositionView>>> {
         let now = Instant::now();
         future::ready(self.with(|m| {
             m.get(&session)
@@ -156,8 +156,8 @@ impl EphemeralStore for MemoryStore {
 mod tests {
     use super::*;
 
-    fn view(user: ParticipantId) -> LocationView {
-        LocationView {
+    fn view(user: ParticipantId) -> PositionView {
+        PositionView::Clear(crate::domain::LocationView {
             user_id: user.to_string(),
             lat: 1.0,
             lng: 2.0,
@@ -167,7 +167,7 @@ mod tests {
             timestamp: "2026-01-01T00:00:00Z".into(),
             distance_m: None,
             eta_s: None,
-        }
+        })
     }
 
     #[actix_web::test]

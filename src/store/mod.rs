@@ -15,7 +15,7 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use futures_util::future::BoxFuture;
 
-use crate::domain::{LocationView, ParticipantId, SessionId};
+use crate::domain::{PositionView, ParticipantId, SessionId};
 
 /// Failures of the ephemeral store; each keeps its cause as its `source`.
 #[derive(Debug, thiserror::Error)]
@@ -46,10 +46,10 @@ pub trait EphemeralStore: Send + Sync + 'static {
     fn put_locations(
         &self,
         session: SessionId,
-        batch: Vec<(ParticipantId, LocationView)>,
+        batch: Vec<(ParticipantId, PositionView)>,
     ) -> BoxFuture<'_, StoreResult<()>>;
     /// The session's locations that have not expired.
-    fn locations(&self, session: SessionId) -> BoxFuture<'_, StoreResult<Vec<LocationView>>>;
+    fn locations(&self, session: SessionId) -> BoxFuture<'_, StoreResult<Vec<PositionView>>>;
     /// Forgets one participant's location and last-seen time (it left).
     fn forget_participant(&self, session: SessionId, user: ParticipantId) -> BoxFuture<'_, StoreResult<()>>;
     /// Forgets everything about a session (it ended).

@@ -12,7 +12,7 @@ use deadpool_redis::{Config, Pool, Runtime, Timeouts};
 use futures_util::future::BoxFuture;
 
 use super::{ArrivalMap, EphemeralStore, SeenMap, StoreResult};
-use crate::domain::{LocationView, ParticipantId, SessionId};
+use crate::domain::{PositionView, ParticipantId, SessionId};
 
 /// How long a Redis call may take before it counts as down.
 pub const DEADLINE: Duration = Duration::from_secs(1);
@@ -162,7 +162,7 @@ impl EphemeralStore for RedisStore {
     fn put_locations(
         &self,
         session: SessionId,
-        batch: Vec<(ParticipantId, LocationView)>,
+        batch: Vec<(ParticipantId, PositionView)>,
     ) -> BoxFuture<'_, StoreResult<()>> {
         Box::pin(async move {
             let mut pipe = redis::pipe();
@@ -177,7 +177,7 @@ impl EphemeralStore for RedisStore {
         })
     }
 
-    fn locations(&self, session: SessionId) -> BoxFuture<'_, StoreResult<Vec<LocationView>>> {
+    fn locations(&self, session: SessionId) -> BoxFuture<'_, StoreResult<Vec<PositionView>>> {
         Box::pin(async move {
             let users: Vec<String> = self
                 .run(move |mut c| {

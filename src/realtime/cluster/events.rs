@@ -6,7 +6,9 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::super::session::PresenceMeta;
-use crate::domain::{AvatarColor, Destination, DisplayName, EndReason, LeaveReason, LocationView, ParticipantId};
+use crate::domain::{
+    AvatarColor, Destination, DisplayName, EndReason, LeaveReason, LocationView, ParticipantId, PositionView, SealedView,
+};
 use crate::sessions::SessionEvent;
 
 /// What replicas tell each other about a session: one JSON object per message, its kind in `t`.
@@ -21,6 +23,11 @@ pub enum ClusterEvent {
     Location {
         /// The location as broadcast.
         view: LocationView,
+    },
+    /// A participant's sealed location, in an end-to-end encrypted session: fan it out as it came.
+    SealedLocation {
+        /// The location as broadcast.
+        view: SealedView,
     },
     /// A participant joined through REST.
     Joined {
@@ -86,6 +93,16 @@ pub enum ClusterEvent {
     },
 }
 
+impl ClusterEvent {
+    /// The event that carries a position of either kind.
+    pub fn position(view: PositionView) -> Self {
+        match view {
+            PositionView::Clear(view) => Self::Location { view },
+            PositionView::Sealed(view) => Self::SealedLocation { view },
+        }
+    }
+}
+
 impl From<&SessionEvent> for ClusterEvent {
     fn from(event: &SessionEvent) -> Self {
         match event {
@@ -149,6 +166,7 @@ impl ClusterEvent {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::{Place, Sealed};
 
     #[test]
     fn events_keep_their_wire_form() {
@@ -193,13 +211,22 @@ mod tests {
             ClusterEvent::Ended { reason: EndReason::Expired },
             ClusterEvent::Presence { online: HashMap::new() },
             ClusterEvent::DestinationSet {
-                destination: Destination {
+                destination: Destination::Place(Place {
                     lat: 1.0,
                     lng: 2.0,
                     radius_m: 100.0,
                     label: Some("Café".into()),
                     set_at: "2026-12-01T10:00:00Z".parse().unwrap_or_default(),
+                }),
+            },
+            ClusterEvent::DestinationSet {
+                destination: Destination::Sealed {
+                    sealed: Sealed::parse(&"D".repeat(48)).unwrap_or_else(|e| panic!("{e}")),
+                    set_at: "2026-12-01T10:00:00Z".parse().unwrap_or_default(),
                 },
+            },
+            ClusterEvent::SealedLocation {
+                view: SealedView::new(user, Sealed::parse(&"E".repeat(40)).unwrap_or_else(|e| panic!("{e}")), Utc::now()),
             },
             ClusterEvent::DestinationCleared,
             ClusterEvent::SessionUpdated { name: None, locked: true },

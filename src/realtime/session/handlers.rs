@@ -8,7 +8,7 @@ use super::{Phase, SessionActor};
 use crate::domain::EndReason;
 
 impl Handler<Connect> for SessionActor {
-    type Result = ResponseActFuture<Self, Result<(), JoinRefusal>>;
+    type Result = ResponseActFuture<Self, Result<Admitted, JoinRefusal>>;
 
     fn handle(&mut self, msg: Connect, ctx: &mut Context<Self>) -> Self::Result {
         let refusal = match self.phase {

@@ -29,7 +29,8 @@ impl SessionActor {
         view: &mut LocationView,
         ctx: &mut Context<Self>,
     ) {
-        let destination = self.destination().cloned();
+        // Only a destination in the clear is measured: a sealed one is for the clients to.
+        let destination = self.destination().and_then(Destination::place).cloned();
         let arrived = self.arrivals.contains_key(&user);
         let Some(member) = self.members.get_mut(&user) else {
             return;

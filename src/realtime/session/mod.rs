@@ -41,7 +41,9 @@ use super::rate_limit::TokenBucket;
 use super::registry::SessionRegistry;
 use crate::config::Limits;
 use crate::db::Db;
-use crate::domain::{EndReason, LeaveReason, LocationView, Motion, Participant, ParticipantId, Session, SessionId};
+use crate::domain::{
+    EndReason, LeaveReason, Motion, Participant, ParticipantId, Position, PositionView, Session, SessionId,
+};
 use crate::metrics::Metrics;
 use crate::store::{ArrivalMap, Store};
 use crate::views::{rfc3339, ParticipantView};
@@ -109,7 +111,7 @@ pub struct SessionActor {
     /// Who has arrived at the destination, and when (empty without one).
     arrivals: ArrivalMap,
     /// Fresh positions, for the join snapshot, with when each expires.
-    locations: HashMap<ParticipantId, (LocationView, Instant)>,
+    locations: HashMap<ParticipantId, (PositionView, Instant)>,
     pending: Pending,
     last_activity: DateTime<Utc>,
     empty_since: Option<Instant>,
@@ -193,7 +195,7 @@ impl SessionActor {
         }
         self.arrivals = loaded.arrivals.into_iter().filter(|(user, _)| self.members.contains_key(user)).collect();
         for view in loaded.locations {
-            if let Ok(user) = view.user_id.parse::<ParticipantId>() {
+            if let Ok(user) = view.user_id().parse::<ParticipantId>() {
                 // The store's remaining TTL is not known here; count it from now at most.
                 self.locations.insert(user, (view, now + self.deps.limits.location_ttl));
             }
@@ -225,7 +227,7 @@ impl SessionActor {
             .map(|m| ParticipantView::new(&m.participant, m.participant.is_active(now, limits.idle(), live)))
             .collect();
         let fresh = Instant::now();
-        let locations: Vec<&LocationView> =
+        let locations: Vec<&PositionView> =
             self.locations.values().filter(|(_, exp)| *exp > fresh).map(|(v, _)| v).collect();
         let destination = self.destination();
         let arrivals: HashMap<String, String> =
@@ -242,7 +244,7 @@ impl SessionActor {
 
     /// Puts a socket of a known participant in the channel: the join reply and
     /// `presence_state` are in its outbox when this returns.
-    fn admit(&mut self, msg: Connect) -> Result<(), JoinRefusal> {
+    fn admit(&mut self, msg: Connect) -> Result<Admitted, JoinRefusal> {
         let Connect { socket, reply } = msg;
         let member = self.members.get(&socket.participant).ok_or(JoinRefusal::NotAParticipant)?;
         let now = Utc::now();
@@ -267,7 +269,7 @@ impl SessionActor {
         if let Some(s) = self.sockets.get(socket.id) {
             self.advisor.advise_now(s, advice, &self.topic, &self.deps.limits);
         }
-        Ok(())
+        Ok(Admitted { e2e: self.session.as_ref().is_some_and(|s| s.e2e) })
     }
 
     fn disconnect(&mut self, socket: SocketId) {
@@ -306,14 +308,21 @@ impl SessionActor {
             return;
         }
         metrics.updates_in.inc();
-        let mut view = msg.location.view(msg.participant);
-        self.approach(msg.participant, &msg.location, &mut view, ctx);
+        // A sealed position is relayed as it came: the server neither measures nor logs it.
+        let view = match msg.position {
+            Position::Clear(location) => {
+                let mut view = location.view(msg.participant);
+                self.approach(msg.participant, &location, &mut view, ctx);
+                PositionView::Clear(view)
+            }
+            Position::Sealed(sealed) => PositionView::sealed(msg.participant, sealed, Utc::now()),
+        };
         let delivered = self.sockets.broadcast(&self.topic, "location_update", &view, Some(msg.socket), true);
         metrics.deliveries_out.inc_by(delivered);
         sender.outbox.push(reply(Status::Ok, &json!({})));
 
         if self.deps.bus.is_enabled() {
-            self.deps.bus.publish(self.id, &ClusterEvent::Location { view: view.clone() });
+            self.deps.bus.publish(self.id, &ClusterEvent::position(view.clone()));
         }
         self.locations.insert(msg.participant, (view.clone(), now + self.deps.limits.location_ttl));
         self.pending.location(msg.participant, view);

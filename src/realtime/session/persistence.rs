@@ -17,7 +17,7 @@ use chrono::{DateTime, Utc};
 
 use super::{Phase, SessionActor};
 use crate::db::{self, DbError};
-use crate::domain::{EndReason, LocationView, Participant, ParticipantId, Session};
+use crate::domain::{EndReason, PositionView, Participant, ParticipantId, Session};
 use crate::metrics::Metrics;
 use crate::store::{ArrivalMap, SeenMap, StoreError};
 use crate::telemetry::Chain;
@@ -34,7 +34,7 @@ pub struct Loaded {
     /// Its participants that have not left.
     pub participants: Vec<Participant>,
     /// Positions that have not expired.
-    pub locations: Vec<LocationView>,
+    pub locations: Vec<PositionView>,
     /// The store's last-seen times (fresher than SQL's).
     pub seen: SeenMap,
     /// The store's last activity (fresher than SQL's).
@@ -45,7 +45,7 @@ pub struct Loaded {
 
 /// What has not been written yet.
 pub struct Pending {
-    locations: HashMap<ParticipantId, LocationView>,
+    locations: HashMap<ParticipantId, PositionView>,
     storing: bool,
     seen_for_store: HashMap<ParticipantId, DateTime<Utc>>,
     seen_for_sql: HashMap<ParticipantId, DateTime<Utc>>,
@@ -65,7 +65,7 @@ impl Pending {
     }
 
     /// A participant's latest position, to be stored (an older unstored one is superseded).
-    pub fn location(&mut self, user: ParticipantId, view: LocationView) {
+    pub fn location(&mut self, user: ParticipantId, view: PositionView) {
         self.locations.insert(user, view);
     }
 
@@ -90,7 +90,7 @@ impl Pending {
     }
 
     /// The positions to write now.
-    fn take_locations(&mut self) -> Vec<(ParticipantId, LocationView)> {
+    fn take_locations(&mut self) -> Vec<(ParticipantId, PositionView)> {
         self.locations.drain().collect()
     }
 
@@ -274,7 +274,7 @@ mod tests {
         assert!(p.begin_store());
         assert!(!p.begin_store(), "one write at a time");
         let mut batch = p.take_locations();
-        batch.sort_by(|a, b| a.1.lat.total_cmp(&b.1.lat));
+        batch.sort_by_key(|(user, _)| usize::from(*user != ana));
         assert_eq!(batch, vec![(ana, view(ana, 2.0)), (bo, view(bo, 3.0))]);
         assert!(p.take_locations().is_empty());
     }

@@ -9,7 +9,7 @@ use chrono::Utc;
 
 use super::super::cluster::ClusterEvent;
 use super::{Phase, SessionActor};
-use crate::domain::{Participant, ParticipantId, Transition};
+use crate::domain::{Participant, ParticipantId, PositionView, Transition};
 
 impl SessionActor {
     /// Tells the other replicas who is online here.
@@ -23,22 +23,8 @@ impl SessionActor {
     /// Acts on an event another replica published for this session.
     pub(super) fn remote(&mut self, origin: Arc<str>, event: ClusterEvent, ctx: &mut Context<Self>) {
         match event {
-            ClusterEvent::Location { view } => {
-                if self.phase != Phase::Live {
-                    return;
-                }
-                let Ok(user) = view.user_id.parse::<ParticipantId>() else {
-                    return;
-                };
-                let delivered = self.sockets.broadcast(&self.topic, "location_update", &view, None, true);
-                self.deps.metrics.deliveries_out.inc_by(delivered);
-                self.locations.insert(user, (view, Instant::now() + self.deps.limits.location_ttl));
-                let now = Utc::now();
-                self.last_activity = self.last_activity.max(now);
-                if let Some(m) = self.members.get_mut(&user) {
-                    m.participant.last_seen_at = m.participant.last_seen_at.max(now);
-                }
-            }
+            ClusterEvent::Location { view } => self.remote_position(PositionView::Clear(view)),
+            ClusterEvent::SealedLocation { view } => self.remote_position(PositionView::Sealed(view)),
             ClusterEvent::Joined { user_id, display_name, avatar_color, joined_at } => {
                 self.participant_joined(Participant {
                     id: user_id,
@@ -69,6 +55,27 @@ impl SessionActor {
                     self.publish_presence();
                 }
             }
+        }
+    }
+
+    /// Fans out another replica's position to the sockets here, and keeps it for snapshots.
+    fn remote_position(&mut self, view: PositionView) {
+        let e2e = self.session.as_ref().is_some_and(|s| s.e2e);
+        // Only a position of the session's own kind: a clear one must never reach an e2e
+        // session's sockets, whoever sent it.
+        if self.phase != Phase::Live || e2e != matches!(view, PositionView::Sealed(_)) {
+            return;
+        }
+        let Ok(user) = view.user_id().parse::<ParticipantId>() else {
+            return;
+        };
+        let delivered = self.sockets.broadcast(&self.topic, "location_update", &view, None, true);
+        self.deps.metrics.deliveries_out.inc_by(delivered);
+        self.locations.insert(user, (view, Instant::now() + self.deps.limits.location_ttl));
+        let now = Utc::now();
+        self.last_activity = self.last_activity.max(now);
+        if let Some(m) = self.members.get_mut(&user) {
+            m.participant.last_seen_at = m.participant.last_seen_at.max(now);
         }
     }
 }

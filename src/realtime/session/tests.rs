@@ -9,12 +9,13 @@ use super::super::protocol::{ReplyTo, Vsn};
 use super::SessionActor;
 use crate::config::Limits;
 use crate::db;
-use crate::domain::{EndReason, LeaveReason, Location, Participant, SessionId};
+use crate::domain::{EndReason, LeaveReason, Location, Participant, Position, SessionId};
 use crate::sessions::SessionEvent;
 
-fn location_of(lat: f64) -> Location {
+fn location_of(lat: f64) -> Position {
     let payload = json!({ "lat": lat, "lng": 2.5 });
     Location::parse(payload.as_object().unwrap_or(&serde_json::Map::new()), chrono::Utc::now())
+        .map(Position::Clear)
         .unwrap_or_else(|e| panic!("{e:?}"))
 }
 
@@ -83,7 +84,7 @@ async fn locations_reach_the_others_in_order_within_the_rate_limit() {
         let msg = LocationReported {
             socket: 1,
             participant: ana.id,
-            location: location_of(f64::from(n)),
+            position: location_of(f64::from(n)),
             reply: push_ref(n),
         };
         actor.send(msg).await.unwrap_or_else(|e| panic!("{e}"));
@@ -102,7 +103,7 @@ async fn locations_reach_the_others_in_order_within_the_rate_limit() {
     assert_eq!(f.metrics.rate_limited.get(), 1);
     assert_eq!(f.metrics.deliveries_out.get(), 3);
     // A socket that is not in the channel reports nothing.
-    let stray = LocationReported { socket: 99, participant: ana.id, location: location_of(5.0), reply: push_ref(9) };
+    let stray = LocationReported { socket: 99, participant: ana.id, position: location_of(5.0), reply: push_ref(9) };
     actor.send(stray).await.unwrap_or_else(|e| panic!("{e}"));
     assert!(drain(&b).is_empty());
 }

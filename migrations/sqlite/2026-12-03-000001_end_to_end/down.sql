@@ -1,0 +1,2 @@
+ALTER TABLE sessions DROP COLUMN destination_sealed;
+ALTER TABLE sessions DROP COLUMN e2e;
