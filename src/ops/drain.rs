@@ -14,6 +14,9 @@ const MAX_SPREAD: Duration = Duration::from_secs(5);
 /// (kubelet) kills it.
 const EXIT_MARGIN: Duration = Duration::from_millis(500);
 
+/// Kept free at the end of the grace period by the watchdog that ends a stop taking too long.
+const WATCHDOG_MARGIN: Duration = Duration::from_millis(150);
+
 /// Once no request is in flight, how long connections get to finish writing their last answer
 /// before idle keep-alive connections are dropped.
 const LAST_WRITES: Duration = Duration::from_millis(200);
@@ -101,6 +104,7 @@ pub async fn on_signal(drain: Arc<Drain>, server: actix_web::dev::ServerHandle, 
     log::info!("shutdown signal: draining (ready=503, refusing sockets, closing sockets over {:?})", drain.spread());
     drain.begin();
     let started = Instant::now();
+    exit_by(started + drain.grace.saturating_sub(WATCHDOG_MARGIN));
     let end = started + drain.grace.saturating_sub(EXIT_MARGIN);
     // Sockets close by themselves at their slot; wait for them, a little past the spread at most.
     let sockets_done = (started + drain.spread() + Duration::from_secs(2)).min(end);
@@ -117,6 +121,21 @@ pub async fn on_signal(drain: Arc<Drain>, server: actix_web::dev::ServerHandle, 
     // actix's graceful stop would instead wait for idle connections to time out.
     tokio::time::sleep(LAST_WRITES.min(end.saturating_duration_since(Instant::now()))).await;
     server.stop(false).await;
+}
+
+/// Ends the process at `deadline` if stopping has not by then. Stopping the actor system after
+/// the server (the last flushes, the arbiters' threads) normally takes milliseconds, but on a
+/// loaded machine it can take a second, past what the supervisor allows; this keeps the promise
+/// of the grace period. A thread of its own, so that a busy runtime cannot delay it.
+fn exit_by(deadline: Instant) {
+    let watchdog = std::thread::Builder::new().name("shutdown-watchdog".into()).spawn(move || {
+        std::thread::sleep(deadline.saturating_duration_since(Instant::now()));
+        log::warn!("stopping is taking past the grace period: exiting now");
+        std::process::exit(0);
+    });
+    if let Err(e) = watchdog {
+        log::warn!("no shutdown watchdog ({e}): the exit relies on the drain alone");
+    }
 }
 
 async fn wait_until(done: impl Fn() -> bool, deadline: Instant) {
