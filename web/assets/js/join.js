@@ -931,7 +931,8 @@ function setupCreatorControls() {
             click: () => {
               results.replaceChildren();
               byId('dest-coords').value = `${place.lat.toFixed(5)}, ${place.lng.toFixed(5)}`;
-              byId('dest-label').value = place.name.split(',')[0].slice(0, 100);
+              // Cut by characters, as the server counts: a cut inside a surrogate pair is malformed JSON to it.
+              byId('dest-label').value = Array.from(place.name.split(',')[0]).slice(0, 100).join('');
               saveDestination();
             },
           },
