@@ -2,15 +2,18 @@
 // a creator starts a session on /, two people with different positions join through the link
 // and see each other move, a third who denies location still sees them and is told why, the
 // creator removes one and ends the session; in a second session a meeting point, an arrival, the
-// advised send rate following who looks, and a lock. Fails on any console error or page error.
+// advised send rate following who looks, and a lock; in a third, with a stand-in for Nominatim, a
+// meeting point found by the place search, cleared, and a renamed session. Fails on any console
+// error or page error.
 //
 //   node test.mjs /path/to/location-sharing
 //
 // The server is started here (SQLite in a temporary directory, a free port, TILE_URL=none) and
-// the browser may reach nothing but it.
+// the browser may reach nothing but it (and the stand-in geocoder, for the pages that search).
 
 import { spawn } from 'node:child_process';
 import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { createServer as createHttpServer } from 'node:http';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -46,6 +49,47 @@ function freePort() {
       const { port } = srv.address();
       srv.close(() => resolve(port));
     });
+  });
+}
+
+/**
+ * A stand-in for Nominatim on a free loopback port: `/search?format=jsonv2&q=…` answers
+ * `placesFor(q)` as Nominatim does (lat and lon as strings), to any origin; every query is kept
+ * in `queries`.
+ */
+function fakeNominatim(placesFor) {
+  const queries = [];
+  const srv = createHttpServer((req, res) => {
+    const url = new URL(req.url, 'http://127.0.0.1');
+    const cors = { 'access-control-allow-origin': '*', 'access-control-allow-headers': 'accept' };
+    if (req.method === 'OPTIONS') {
+      res.writeHead(204, cors);
+      return res.end();
+    }
+    if (url.pathname !== '/search') {
+      res.writeHead(404, cors);
+      return res.end();
+    }
+    queries.push(Object.fromEntries(url.searchParams));
+    const body = placesFor(url.searchParams.get('q') ?? '').map((p, i) => ({
+      place_id: 1000 + i, licence: 'Data © OpenStreetMap contributors, ODbL 1.0. http://osm.org/copyright',
+      osm_type: 'way', osm_id: 2000 + i, lat: p.lat, lon: p.lon, category: 'place', type: 'square',
+      place_rank: 25, importance: 0.5, addresstype: 'square', name: p.display_name.split(',')[0],
+      display_name: p.display_name, boundingbox: [p.lat, p.lat, p.lon, p.lon],
+    }));
+    res.writeHead(200, { ...cors, 'content-type': 'application/json; charset=utf-8' });
+    res.end(JSON.stringify(body));
+  });
+  return new Promise((resolve, reject) => {
+    srv.on('error', reject);
+    srv.listen(0, '127.0.0.1', () => resolve({
+      base: `http://127.0.0.1:${srv.address().port}`,
+      queries,
+      close: () => new Promise((r) => {
+        srv.closeAllConnections();
+        srv.close(() => r());
+      }),
+    }));
   });
 }
 
@@ -123,12 +167,17 @@ function assert(cond, message) {
   if (!cond) throw new Error(message);
 }
 
-/** A browser context that reaches only the test server, and a page on it that records errors. */
+/**
+ * A browser context that reaches only the test server (and the origins of `options.reach`), and a
+ * page on it that records errors.
+ */
 async function person(browser, server, label, options, expectedError = () => false) {
-  const context = await browser.newContext({ locale: 'en-GB', timezoneId: 'Europe/Lisbon', ...options });
+  const { reach = [], ...contextOptions } = options;
+  const origins = [server.base, ...reach];
+  const context = await browser.newContext({ locale: 'en-GB', timezoneId: 'Europe/Lisbon', ...contextOptions });
   await context.route('**/*', (route) => {
     const url = route.request().url();
-    return url.startsWith(server.base) ? route.continue() : route.abort();
+    return origins.some((o) => url.startsWith(`${o}/`)) ? route.continue() : route.abort();
   });
   const page = await context.newPage();
   page.on('console', (msg) => {
@@ -580,6 +629,149 @@ async function main() {
         await meet.stop();
       }
     });
+
+    // A third server, with GEOCODER_URL naming a stand-in for Nominatim: the creator finds the
+    // meeting point by the place search, clears it, and renames the session.
+    const PLACE = { lat: '38.7075185', lon: '-9.1364808', display_name: 'Praça do Comércio, Baixa, Santa Maria Maior, Lisboa, 1100-148, Portugal' };
+    // A first part of 100 characters whose last is outside the BMP: two UTF-16 units.
+    const LONG = `${'Tasca '.repeat(16)}Sé 🍽`;
+    const nominatim = await fakeNominatim((q) => (q === 'tasca' ? [
+      { lat: PLACE.lat, lon: PLACE.lon, display_name: `${LONG}, Lisboa, Portugal` },
+    ] : [
+      PLACE,
+      { lat: '41.1496100', lon: '-8.6109900', display_name: 'Praça do Comércio, Vila Nova de Gaia, Porto, Portugal' },
+    ]));
+    const geo = await startServer({ GEOCODER_URL: nominatim.base });
+    const geoPeople = [];
+    try {
+      let host;
+      let kim;
+      let geoSid;
+      let hostId;
+      let kimId;
+      const csp = [];
+      let refusing = false; // while the server refuses a name on purpose, its 422 is expected
+
+      await step('place search: the creator finds a place through GEOCODER_URL and the others see it as the meeting point', async () => {
+        host = await person(browser, geo, 'geo-host', {
+          viewport: LAPTOP, geolocation: LISBON, permissions: ['geolocation'], reach: [nominatim.base],
+        }, (msg) => refusing && /status of 422/.test(msg.text()));
+        geoPeople.push(host);
+        // Blocked requests are reported as events too, not only as console errors.
+        await host.context.exposeBinding('reportCsp', (_source, text) => csp.push(text));
+        await host.context.addInitScript(() => document.addEventListener('securitypolicyviolation',
+          (e) => window.reportCsp(`${e.violatedDirective} ${e.blockedURI}`)));
+        await host.page.goto(`${geo.base}/`);
+        await host.page.getByLabel('Name of the session').fill('Dinner');
+        await host.page.getByRole('button', { name: 'Start a session' }).click();
+        await host.page.locator('#manage-view').waitFor();
+        const geoLink = await host.page.locator('#share-link').inputValue();
+        geoSid = geoLink.split('/').pop();
+        const policy = (await fetch(geoLink)).headers.get('content-security-policy') ?? '';
+        assert(policy.includes(`connect-src 'self' ws: wss: ${nominatim.base};`), `CSP: ${policy}`);
+        hostId = await joinAs(host, geoLink, 'Host', 'Teal');
+        kim = await person(browser, geo, 'kim', {
+          viewport: PHONE, isMobile: true, hasTouch: true, geolocation: ALFAMA, permissions: ['geolocation'],
+        });
+        geoPeople.push(kim);
+        kimId = await joinAs(kim, geoLink, 'Kim', 'Pink');
+        assert(await kim.page.locator('#creator-controls').isHidden(), 'Kim has creator controls');
+
+        await host.page.getByLabel('Search a place').fill('Praça do Comércio');
+        await host.page.getByRole('button', { name: 'Search', exact: true }).click();
+        const results = host.page.locator('#place-results button');
+        await waitFor('two places found', async () => (await results.count()) === 2);
+        assert((await results.first().textContent()) === PLACE.display_name, `first place ${await results.first().textContent()}`);
+        const asked = nominatim.queries.find((q) => q.q === 'Praça do Comércio');
+        assert(asked && asked.format === 'jsonv2', `the stand-in was asked ${JSON.stringify(nominatim.queries)}`);
+        await results.last().scrollIntoViewIfNeeded();
+        await host.page.screenshot({ path: join(shots, 'place-search-host-laptop.png') });
+        await results.first().click();
+
+        const dest = await waitFor('the meeting point through REST', async () =>
+          (await (await fetch(`${geo.base}/api/sessions/${geoSid}`)).json()).destination);
+        // The page keeps five decimals (about a metre), as for a click on the map.
+        assert(Math.abs(dest.lat - Number(PLACE.lat)) <= 5e-6 && Math.abs(dest.lng - Number(PLACE.lon)) <= 5e-6,
+          `destination ${dest.lat}, ${dest.lng}`);
+        assert(dest.label === 'Praça do Comércio' && dest.radius_m === 100, `destination ${JSON.stringify(dest)}`);
+        assert(await host.page.locator('#place-results li').count() === 0, 'the results stay after the pick');
+        await kim.page.locator('.destination .destination-label', { hasText: 'Praça do Comércio' }).waitFor({ state: 'attached' });
+        await kim.page.locator('#dest-info', { hasText: 'Meeting point: “Praça do Comércio”, within 100 m.' }).waitFor();
+
+        // A long name becomes a label of at most 100 characters, cut between two of them.
+        assert(Array.from(LONG).length === 100 && LONG.length === 101, 'the long name is not what it should be');
+        await host.page.getByLabel('Search a place').fill('tasca');
+        await host.page.getByRole('button', { name: 'Search', exact: true }).click();
+        await host.page.locator('#place-results button', { hasText: 'Lisboa, Portugal' }).click();
+        await kim.page.locator('#dest-info', { hasText: '🍽' }).waitFor();
+        const long = (await (await fetch(`${geo.base}/api/sessions/${geoSid}`)).json()).destination;
+        assert(long.label === LONG, `label ${long.label}`);
+        assert(await host.page.locator('#dest-error').isHidden(), await host.page.locator('#dest-error').textContent());
+        assert(csp.length === 0, `CSP violations: ${csp.join('; ')}`);
+        const blocked = problems.filter((p) => /Content Security Policy|CORS/i.test(p));
+        assert(blocked.length === 0, blocked.join('\n'));
+      });
+
+      await step('the creator clears the meeting point: REST has none, and the other page drops the pin and the figures', async () => {
+        // First the figures, on Kim's own row (worked out in her page) and on the host's (from the
+        // server, once the host sends a position with the meeting point set).
+        await host.context.setGeolocation(BAIXA);
+        const kimRows = kim.page.locator('#people li .person-progress');
+        const figure = /^\d+(\.\d)? (m|km)( · ~\d+ min)?$/;
+        for (const id of [kimId, hostId]) {
+          const row = kim.page.locator(`#people li[data-user-id="${id}"] .person-progress`);
+          await waitFor(`a distance on Kim's row of ${id === kimId ? 'Kim' : 'the host'}`, async () =>
+            figure.test((await row.textContent()) ?? ''));
+        }
+        await kim.page.locator('.destination').waitFor({ state: 'attached' });
+
+        await host.page.getByRole('button', { name: 'Clear meeting point' }).click();
+        await host.page.locator('#dest-summary', { hasText: 'No meeting point yet.' }).waitFor();
+        assert(await host.page.getByRole('button', { name: 'Clear meeting point' }).isHidden(), 'the clear button stays');
+        const s = await (await fetch(`${geo.base}/api/sessions/${geoSid}`)).json();
+        assert(s.destination === null, `destination ${JSON.stringify(s.destination)}`);
+        await kim.page.locator('.destination').waitFor({ state: 'detached' });
+        await kim.page.locator('#dest-info').waitFor({ state: 'hidden' });
+        await waitFor('no distance or ETA left on Kim\'s list', async () =>
+          (await kimRows.evaluateAll((spans) => spans.every((e) => e.hidden && !e.textContent))));
+        // A later position of the host carries no figure either.
+        await host.context.setGeolocation(LISBON);
+        await kim.page.waitForTimeout(2000);
+        assert(await kimRows.evaluateAll((spans) => spans.every((e) => e.hidden && !e.textContent)), 'a figure came back');
+        await kim.page.screenshot({ path: join(shots, 'meeting-point-cleared-kim-phone.png') });
+      });
+
+      await step('the creator renames the session: a refused name shows the server\'s reason, a good one reaches everyone', async () => {
+        const box = host.page.getByLabel('Name of the session');
+        assert((await box.inputValue()) === 'Dinner', `the name box holds ${await box.inputValue()}`);
+        // A tab pasted into the name: the server refuses control characters (422).
+        await box.fill('Dinner\tat eight');
+        refusing = true;
+        await host.page.getByRole('button', { name: 'Rename' }).click();
+        await host.page.locator('#rename-error', { hasText: 'The name must not contain control characters.' }).waitFor();
+        refusing = false;
+        assert((await box.getAttribute('aria-invalid')) === 'true', 'the box is not marked invalid');
+        assert((await box.inputValue()) === 'Dinner\tat eight', 'the refused name left the box');
+        await box.scrollIntoViewIfNeeded();
+        await host.page.screenshot({ path: join(shots, 'rename-refused-host-laptop.png') });
+
+        await box.fill('Dinner at eight');
+        await host.page.getByRole('button', { name: 'Rename' }).click();
+        await host.page.locator('#rename-error').waitFor({ state: 'hidden' });
+        assert((await box.getAttribute('aria-invalid')) === null, 'the box stays marked invalid');
+        for (const who of [host, kim]) {
+          await who.page.locator('#live-title', { hasText: 'Dinner at eight' }).waitFor();
+          await waitFor(`the tab title of ${who.label}`, async () => (await who.page.title()).startsWith('Dinner at eight'));
+        }
+        const s = await (await fetch(`${geo.base}/api/sessions/${geoSid}`)).json();
+        assert(s.name === 'Dinner at eight', `name ${s.name}`);
+        await kim.page.screenshot({ path: join(shots, 'renamed-kim-phone.png') });
+      });
+    } finally {
+      for (const who of geoPeople) await who.context.close().catch(() => {});
+      await geo.stop();
+      await nominatim.close();
+    }
 
     await step('no console error and no page error anywhere', async () => {
       assert(problems.length === 0, problems.join('\n'));

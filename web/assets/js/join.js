@@ -852,11 +852,46 @@ function showSession(s) {
     const lock = byId('lock');
     lock.textContent = session.locked ? 'Unlock the session' : 'Lock the session';
     lock.setAttribute('aria-pressed', String(!!session.locked));
+    // A name being typed is the creator's: only an untouched box follows the session.
+    if (!renaming) byId('rename-input').value = session.name ?? '';
   }
+}
+
+let renaming = false; // the creator has edited the name box since it last matched the session
+
+/** The creator renames the session (SPEC §9); every page follows on `session_updated`. */
+function setupRename(token) {
+  const input = byId('rename-input');
+  const error = byId('rename-error');
+  input.addEventListener('input', () => { renaming = true; });
+  byId('rename-form').addEventListener('submit', async (e) => {
+    e.preventDefault();
+    error.hidden = true;
+    input.removeAttribute('aria-invalid');
+    const button = byId('rename-save');
+    button.disabled = true;
+    try {
+      // Blank clears the name, as the server reads it.
+      const updated = await api.update(sid, { name: input.value.trim() || null }, token);
+      renaming = false;
+      showSession(updated);
+      notify(updated.name ? `The session is now called “${updated.name}”.` : 'The session has no name now.');
+    } catch (err) {
+      error.textContent = err instanceof ApiError && err.fields?.name
+        ? `The name ${[].concat(err.fields.name).join(', ')}.`
+        : err instanceof ApiError ? err.message : 'Could not rename the session.';
+      error.hidden = false;
+      input.setAttribute('aria-invalid', 'true');
+      input.focus();
+    } finally {
+      button.disabled = false;
+    }
+  });
 }
 
 function setupCreatorControls() {
   const token = creator.creator_token;
+  setupRename(token);
   const error = byId('dest-error');
   const pick = byId('dest-pick');
   const setPicking = (on) => {
@@ -931,7 +966,8 @@ function setupCreatorControls() {
             click: () => {
               results.replaceChildren();
               byId('dest-coords').value = `${place.lat.toFixed(5)}, ${place.lng.toFixed(5)}`;
-              byId('dest-label').value = place.name.split(',')[0].slice(0, 100);
+              // Cut by characters, as the server counts: a cut inside a surrogate pair is malformed JSON to it.
+              byId('dest-label').value = Array.from(place.name.split(',')[0]).slice(0, 100).join('');
               saveDestination();
             },
           },
