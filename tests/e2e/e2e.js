@@ -5,13 +5,17 @@
 // track who is online through joins, disconnects and reconnects. A second scenario (SPEC §7–§8):
 // a destination set by REST, distance and ETA on location updates, an arrival seen by another
 // client, the advice going idle when the only viewer hides its page, and Presence showing
-// meta.viewing.
+// meta.viewing. A third (SPEC §10): an end-to-end encrypted session, where positions and the
+// destination travel sealed with the key of the link's fragment, a client with a wrong key opens
+// nothing, and clear coordinates are refused.
 //
 //   node e2e.js http://127.0.0.1:4000
 
 const assert = require('assert');
 const WebSocket = require('ws');
+const crypto = require('crypto');
 const { Socket, Presence } = require('phoenix');
+const sealing = require('./sealing');
 
 const base = process.argv[2] || 'http://127.0.0.1:4000';
 const WAIT_MS = 5000;
@@ -91,6 +95,17 @@ class Client {
         .push(event, payload)
         .receive('ok', resolve)
         .receive('error', (e) => reject(new Error(`${this.name} ${event} refused: ${JSON.stringify(e)}`)))
+        .receive('timeout', () => reject(new Error(`${this.name} ${event} timed out`)));
+    });
+  }
+
+  // The reply to a push, ok or error: {status, response}.
+  reply(event, payload) {
+    return new Promise((resolve, reject) => {
+      this.channel
+        .push(event, payload)
+        .receive('ok', (response) => resolve({ status: 'ok', response }))
+        .receive('error', (response) => resolve({ status: 'error', response }))
         .receive('timeout', () => reject(new Error(`${this.name} ${event} timed out`)));
     });
   }
@@ -289,10 +304,156 @@ async function meetingPoint() {
   for (const c of [alice, bob]) c.disconnect();
 }
 
+// SPEC §10 with the official client: an end-to-end encrypted session. The creator makes the key
+// and shares it in the link's fragment; Alice and Bob seal their positions with it (each with
+// its own additional data) and open each other's; Mallory joined with a wrong key gets every
+// message and opens none; clear coordinates are refused; the destination arrives sealed.
+async function endToEnd() {
+  const created = await api('POST', '/api/sessions', { name: 'secret', expires_in_minutes: 30, e2e: true });
+  assert.strictEqual(created.status, 201, JSON.stringify(created.json));
+  assert.strictEqual(created.json.e2e, true);
+  const sid = created.json.session_id;
+  const creatorToken = created.json.creator_token;
+  const shown = await api('GET', `/api/sessions/${sid}`);
+  assert.strictEqual(shown.json.e2e, true);
+
+  // The key travels in the fragment of the shared link only.
+  const link = `${created.json.join_link}#k=${sealing.b64url(crypto.randomBytes(32))}`;
+  const keyOf = (l) => {
+    const k = new URLSearchParams(new URL(l).hash.slice(1)).get('k');
+    assert.match(k, /^[A-Za-z0-9_-]{43}$/);
+    return sealing.fromB64url(k);
+  };
+  const key = keyOf(link);
+  const wrongKey = crypto.randomBytes(32);
+
+  const events = ['location_update', 'destination_set', 'participant_arrived'];
+  const join = async (name, k) => {
+    const r = await api('POST', `/api/sessions/${sid}/join`, { display_name: name });
+    assert.strictEqual(r.status, 201, `join ${name}`);
+    const c = new Client(name, r.json, events);
+    c.key = k;
+    return c;
+  };
+  // What a client opens of what it received, as an e2e client does: a message that fails to
+  // open is counted and ignored, never shown.
+  const opened = (c) => {
+    const positions = [];
+    let failures = 0;
+    for (const { event, payload } of c.events) {
+      const aad = sealing.aadOf(sid, event === 'destination_set' ? null : payload.user_id);
+      try {
+        positions.push({ event, user_id: payload.user_id, value: sealing.open(c.key, aad, payload.sealed) });
+      } catch {
+        failures += 1;
+      }
+    }
+    return { positions, failures };
+  };
+
+  const alice = await join('Alice', key);
+  const bob = await join('Bob', key);
+  const mallory = await join('Mallory', wrongKey);
+  for (const c of [alice, bob, mallory]) await c.connect(sid);
+
+  // Clear coordinates are refused on `sealed`, alone or beside a sealed value, and not relayed.
+  const clear = { lat: 38.7223, lng: -9.1393, timestamp: new Date().toISOString() };
+  for (const payload of [clear, { ...clear, sealed: sealing.seal(key, sealing.aadOf(sid, alice.userId), clear) }]) {
+    const r = await alice.reply('location_update', payload);
+    assert.strictEqual(r.status, 'error', JSON.stringify(r));
+    assert.strictEqual(r.response.reason, 'invalid_location');
+    assert.deepStrictEqual(Object.keys(r.response.errors), ['sealed'], JSON.stringify(r.response));
+    assert.match(r.response.errors.sealed[0], /end-to-end encrypted/);
+  }
+  const notBase64 = await alice.reply('location_update', { sealed: 'not base64url, and far too clear' });
+  assert.strictEqual(notBase64.response.reason, 'invalid_location');
+  assert.ok(notBase64.response.errors.sealed, JSON.stringify(notBase64.response));
+
+  // Each seals its position with its own user id as additional data.
+  const now = () => new Date().toISOString();
+  const aliceAt = { lat: 38.7223, lng: -9.1393, accuracy: 8, heading: 90, speed: 1.2, timestamp: now() };
+  const bobAt = { lat: -33.86882, lng: 151.20929, timestamp: now() };
+  const aliceSealed = sealing.seal(key, sealing.aadOf(sid, alice.userId), aliceAt);
+  const bobSealed = sealing.seal(key, sealing.aadOf(sid, bob.userId), bobAt);
+  assert.strictEqual(aliceSealed.length, 379, 'a padded location seals to 379 characters');
+  assert.strictEqual(bobSealed.length, aliceSealed.length, 'the minimal location seals to the same length');
+  assert.deepStrictEqual(await alice.push('location_update', { sealed: aliceSealed }), {});
+  assert.deepStrictEqual(await bob.push('location_update', { type: 'location_update', data: { sealed: bobSealed } }), {});
+
+  for (const [c, from, sealed, at] of [
+    [bob, alice, aliceSealed, aliceAt],
+    [alice, bob, bobSealed, bobAt],
+    [mallory, alice, aliceSealed, null],
+    [mallory, bob, bobSealed, null],
+  ]) {
+    const ev = await until(`${c.name} gets ${from.name}'s sealed location`, () =>
+      c.seen('location_update', (p) => p.user_id === from.userId)[0],
+    );
+    // Relayed byte for byte, with the server's receive time and nothing measured.
+    assert.deepStrictEqual(Object.keys(ev.payload).sort(), ['received_at', 'sealed', 'user_id']);
+    assert.strictEqual(ev.payload.sealed, sealed);
+    assert.match(ev.payload.received_at, /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/);
+    if (at) {
+      assert.deepStrictEqual(sealing.open(c.key, sealing.aadOf(sid, from.userId), ev.payload.sealed), at, `${c.name} opens ${from.name}'s exact position`);
+      // Under another sender's additional data the same message does not open.
+      assert.throws(() => sealing.open(c.key, sealing.aadOf(sid, c.userId), ev.payload.sealed));
+    }
+  }
+
+  // The creator sets a sealed destination by REST; a clear one is refused on `sealed`.
+  const refused = await api('PUT', `/api/sessions/${sid}/destination`, { lat: 48.8566, lng: 2.3522, radius_m: 100 }, creatorToken);
+  assert.strictEqual(refused.status, 422, JSON.stringify(refused.json));
+  assert.ok(refused.json.errors.sealed, JSON.stringify(refused.json));
+  const dest = { lat: 48.8566, lng: 2.3522, radius_m: 100, label: 'Café des Deux Moulins' };
+  const destSealed = sealing.seal(key, sealing.aadOf(sid, null), dest);
+  const put = await api('PUT', `/api/sessions/${sid}/destination`, { sealed: destSealed }, creatorToken);
+  assert.strictEqual(put.status, 200, JSON.stringify(put.json));
+  assert.deepStrictEqual(Object.keys(put.json).sort(), ['sealed', 'set_at']);
+  assert.strictEqual(put.json.sealed, destSealed);
+  for (const c of [alice, bob, mallory]) {
+    const ev = await until(`${c.name} gets destination_set`, () => c.seen('destination_set')[0]);
+    assert.deepStrictEqual(ev.payload, put.json);
+  }
+  for (const c of [alice, bob]) {
+    const ev = c.seen('destination_set')[0];
+    assert.deepStrictEqual(sealing.open(c.key, `${sid}:destination`, ev.payload.sealed), dest, `${c.name} opens the destination`);
+  }
+
+  // A late joiner's snapshot carries the sealed positions and destination, which open.
+  const dave = await join('Dave', key);
+  const snap = await dave.connect(sid);
+  assert.deepStrictEqual(snap.destination, put.json);
+  const byUser = Object.fromEntries(snap.locations.map((l) => [l.user_id, l]));
+  assert.deepStrictEqual(Object.keys(byUser).sort(), [alice.userId, bob.userId].sort());
+  assert.deepStrictEqual(sealing.open(key, sealing.aadOf(sid, alice.userId), byUser[alice.userId].sealed), aliceAt);
+  assert.deepStrictEqual(sealing.open(key, sealing.aadOf(sid, bob.userId), byUser[bob.userId].sealed), bobAt);
+  dave.disconnect();
+
+  // Exactly what was sent arrived (the refused clear ones never did), and Mallory, with the
+  // wrong key, opened none of it: every message counted as a failure, no position yielded.
+  await sleep(300);
+  assert.deepStrictEqual(opened(alice), { positions: [
+    { event: 'location_update', user_id: bob.userId, value: bobAt },
+    { event: 'destination_set', user_id: undefined, value: dest },
+  ], failures: 0 });
+  assert.deepStrictEqual(opened(bob), { positions: [
+    { event: 'location_update', user_id: alice.userId, value: aliceAt },
+    { event: 'destination_set', user_id: undefined, value: dest },
+  ], failures: 0 });
+  assert.strictEqual(mallory.events.length, 3, `Mallory got ${mallory.events.map((e) => e.event)}`);
+  assert.deepStrictEqual(opened(mallory), { positions: [], failures: 3 });
+  for (const c of [alice, bob, mallory]) assert.strictEqual(c.seen('participant_arrived').length, 0, 'no arrival is computed');
+
+  const ended = await api('DELETE', `/api/sessions/${sid}`, undefined, creatorToken);
+  assert.strictEqual(ended.status, 204);
+  for (const c of [alice, bob, mallory]) c.disconnect();
+}
+
 async function all() {
   await main();
   await meetingPoint();
-  console.log('e2e: 2 passed, 0 failed');
+  await endToEnd();
+  console.log('e2e: 3 passed, 0 failed');
 }
 
 all().then(
