@@ -28,7 +28,8 @@ pub enum DestinationRequest {
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct SealedDestinationRequest {
     /// `base64url(iv ‖ ciphertext ‖ tag)`, AES-256-GCM with the additional data
-    /// `"{session_id}:destination"`, opening to `{"lat","lng","radius_m"?,"label"?}`.
+    /// `"{session_id}:destination"`, opening to `{"lat","lng","radius_m","label"?}` padded with
+    /// spaces to a multiple of 256 bytes (README, "Sealing, for interoperable clients").
     #[schema(pattern = "^[A-Za-z0-9_-]{24,2048}$", min_length = 24, max_length = 2048)]
     pub sealed: String,
 }
