@@ -41,6 +41,7 @@ static ASSETS: &[Asset] = &[
     asset!("app.css", "text/css; charset=utf-8"),
     asset!("favicon.svg", "image/svg+xml"),
     asset!("js/api.js", JS),
+    asset!("js/approach.js", JS),
     asset!("js/channel.js", JS),
     asset!("js/dashboard.js", JS),
     asset!("js/home.js", JS),
@@ -48,6 +49,8 @@ static ASSETS: &[Asset] = &[
     asset!("js/map.js", JS),
     asset!("js/meet.js", JS),
     asset!("js/qr.js", JS),
+    asset!("js/qrcode.js", JS),
+    asset!("js/seal.js", JS),
     asset!("js/ui.js", JS),
 ];
 

@@ -12,7 +12,7 @@
 // the browser may reach nothing but it (and the stand-in geocoder, for the pages that search).
 
 import { spawn } from 'node:child_process';
-import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { createServer as createHttpServer } from 'node:http';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -93,7 +93,7 @@ function fakeNominatim(placesFor) {
   });
 }
 
-async function startServer(extra = {}) {
+async function startServer(extra = {}, { log = null } = {}) {
   const dir = mkdtempSync(join(tmpdir(), 'ls-browser-'));
   const port = await freePort();
   const base = `http://127.0.0.1:${port}`;
@@ -119,7 +119,8 @@ async function startServer(extra = {}) {
   });
   let child = null;
   const launch = async () => {
-    child = spawn(binary, [], { cwd: dir, env, stdio: ['ignore', 'inherit', 'inherit'] });
+    const out = log ? openSync(log, 'a') : 'inherit';
+    child = spawn(binary, [], { cwd: dir, env, stdio: ['ignore', out, out] });
     const deadline = Date.now() + 30_000;
     for (;;) {
       if (child.exitCode !== null) throw new Error(`the server exited with ${child.exitCode}`);
@@ -139,6 +140,7 @@ async function startServer(extra = {}) {
   await launch();
   return {
     base,
+    dir,
     /** Kills the server at once, as a crash or a lost network would. */
     crash: () => kill('SIGKILL'),
     /** Starts it again on the same port and database. */
@@ -281,8 +283,9 @@ async function main() {
       await page.getByRole('button', { name: 'Start a session' }).click();
       await page.locator('#manage-view').waitFor();
       link = await page.locator('#share-link').inputValue();
-      assert(/^http:\/\/127\.0\.0\.1:\d+\/join\/[0-9a-f-]{36}$/.test(link), `join link ${link}`);
-      ids.session = link.split('/').pop();
+      // End-to-end encryption is on by default: the link carries its key in the fragment.
+      assert(/^http:\/\/127\.0\.0\.1:\d+\/join\/[0-9a-f-]{36}#k=[A-Za-z0-9_-]{43}$/.test(link), `join link ${link}`);
+      ids.session = new URL(link).pathname.split('/').pop();
       const title = await page.locator('#manage-title').textContent();
       assert(title.includes('Saturday walk'), `title ${title}`);
       await page.getByRole('button', { name: 'Copy link' }).waitFor();
@@ -511,6 +514,8 @@ async function main() {
         const host = await person(browser, meet, 'host', { viewport: LAPTOP, geolocation: LISBON, permissions: ['geolocation'] });
         await host.page.goto(`${meet.base}/`);
         await host.page.getByLabel('Name of the session').fill('Dinner');
+        // A plain session: here the server computes distances, ETAs and arrivals (SPEC §7).
+        await host.page.getByLabel('End-to-end encrypted').uncheck();
         await host.page.getByRole('button', { name: 'Start a session' }).click();
         await host.page.locator('#manage-view').waitFor();
         const meetLink = await host.page.locator('#share-link').inputValue();
@@ -773,12 +778,382 @@ async function main() {
       await nominatim.close();
     }
 
+    await e2eSteps(browser);
+
     await step('no console error and no page error anywhere', async () => {
       assert(problems.length === 0, problems.join('\n'));
     });
   } finally {
     await browser.close().catch(() => {});
     await server.stop();
+  }
+}
+
+// ------------------------------------------------------------------ end-to-end encrypted sessions
+//
+// SPEC §10 in the browser: the page's sealing against docs/e2e-vectors.json; two people joining
+// through a link with #k=…; a scan of everything the server got (requests and frames as sent,
+// its trace log, its SQLite files, every Redis key of the session and the session's Redis bus)
+// for their coordinates and the key; a link without its key and one with a wrong key; a meeting
+// point whose distance, ETA and arrival the pages work out themselves; and the lock offered
+// after a removal. This server runs on Redis (REDIS_URL, as in production).
+
+const REDIS_URL = process.env.E2E_REDIS_URL ?? 'redis://127.0.0.1:6379';
+const E2E_ALICE = { latitude: 48.85661, longitude: 2.35222, accuracy: 12 };
+const E2E_ALICE_MOVED = { latitude: 48.85713, longitude: 2.35087, accuracy: 12 };
+const E2E_BOB = { latitude: 48.86115, longitude: 2.33643, accuracy: 18 };
+const E2E_HOST = { latitude: 48.86483, longitude: 2.32129, accuracy: 25 };
+const E2E_MEET = { latitude: 48.85893, longitude: 2.34421 }; // typed by the creator, sealed
+
+/** The ways a coordinate could be written down, in logs, JSON, Redis or SQL. */
+function coordinateForms(value) {
+  const forms = new Set([String(value), value.toFixed(5), value.toFixed(4)]);
+  forms.add(value.toFixed(4).replace('.', ',')); // a decimal comma
+  forms.add(String(Math.round(value * 1e5))); // scaled to an integer
+  forms.add(String(Math.round(value * 1e6)));
+  forms.add(String(Math.round(value * 1e7)));
+  return [...forms];
+}
+
+/** Every occurrence of any of `needles` in `haystack` (a string), with some context, for the message. */
+function findForms(haystack, needles, where) {
+  const hits = [];
+  for (const n of needles) {
+    const i = haystack.indexOf(n);
+    if (i >= 0) hits.push(`${where}: "${n}" in …${haystack.slice(Math.max(0, i - 60), i + n.length + 60)}…`);
+  }
+  return hits;
+}
+
+function redisCli(args) {
+  const { hostname, port } = new URL(REDIS_URL);
+  return new Promise((resolve, reject) => {
+    const child = spawn('redis-cli', ['-h', hostname, '-p', port || '6379', ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    child.stdout.on('data', (d) => { out += d; });
+    child.on('error', reject);
+    child.on('exit', (code) => (code === 0 ? resolve(out) : reject(new Error(`redis-cli ${args[0]} exited with ${code}`))));
+  });
+}
+
+/** Every key of the session in Redis, with its type, TTL and whole value, as text. */
+async function dumpRedisSession(sessionId) {
+  const keys = (await redisCli(['--scan', '--pattern', `ls:{${sessionId}}:*`])).split('\n').filter(Boolean);
+  const parts = [];
+  for (const key of keys) {
+    const type = (await redisCli(['TYPE', key])).trim();
+    const read = {
+      string: ['GET', key], hash: ['HGETALL', key], set: ['SMEMBERS', key],
+      zset: ['ZRANGE', key, '0', '-1', 'WITHSCORES'], list: ['LRANGE', key, '0', '-1'],
+    }[type] ?? ['DUMP', key];
+    parts.push(`${key} (${type}, pttl ${(await redisCli(['PTTL', key])).trim()}):\n${await redisCli(read)}`);
+  }
+  return { keys, text: parts.join('\n') };
+}
+
+/** Records everything a person's browser sends: requests (URL, headers, body) and WebSocket frames. */
+function recordSent(who, into) {
+  who.context.on('request', (req) => {
+    into.push(`${req.method()} ${req.url()}\n${JSON.stringify(req.headers())}\n${req.postData() ?? ''}`);
+  });
+  who.page.on('websocket', (ws) => {
+    into.push(`websocket ${ws.url()}`);
+    ws.on('framesent', (f) => into.push(typeof f.payload === 'string' ? f.payload : f.payload.toString('latin1')));
+    ws.on('framereceived', (f) => received.push(typeof f.payload === 'string' ? f.payload : f.payload.toString('latin1')));
+  });
+}
+const received = []; // every frame the pages of the encrypted session received
+
+/** The page's own sealing module (seal.js under the current asset version). */
+function importInPage(page, file) {
+  return page.evaluate(async (f) => {
+    const base = document.querySelector('script[type="module"]').src.replace(/js\/[^/]+$/, '');
+    await import(`${base}js/${f}`);
+    return `${base}js/${f}`;
+  }, file);
+}
+
+async function e2eSteps(browser) {
+  const logDir = mkdtempSync(join(tmpdir(), 'ls-e2e-log-'));
+  const logFile = join(logDir, 'server.log');
+  const server = await startServer({ REDIS_URL, RUST_LOG: 'trace', LOG_FORMAT: 'text' }, { log: logFile });
+  const sent = []; // everything the browsers sent to this server
+  const bus = { text: '', proc: null }; // the session's Redis pub/sub channel, as Redis carried it
+  const ctx = { ids: {} };
+  const people = [];
+  const expected403 = (msg) => /403/.test(msg.text());
+  const join403 = async (name, options, expect) => {
+    const p = await person(browser, server, name, options, expect);
+    people.push(p);
+    recordSent(p, sent);
+    return p;
+  };
+  try {
+    await step('e2e: the page seals and opens as docs/e2e-vectors.json says (AES-256-GCM, padding, additional data)', async () => {
+      const file = join(here, '..', '..', 'docs', 'e2e-vectors.json');
+      const { vectors } = JSON.parse(readFileSync(file, 'utf8'));
+      assert(Array.isArray(vectors) && vectors.length > 0, 'no vectors');
+      const p = await join403('vectors', { viewport: LAPTOP });
+      await p.page.goto(`${server.base}/`);
+      const url = await importInPage(p.page, 'seal.js');
+      const results = await p.page.evaluate(async ({ url: u, vectors: vs }) => {
+        const m = await import(u);
+        const out = [];
+        for (const v of vs) {
+          const key = await m.importKey(v.key);
+          const iv = m.b64urlDecode(v.iv);
+          const bytes = new TextEncoder().encode(v.plaintext);
+          const object = JSON.parse(v.plaintext);
+          const sealedBytes = await m.sealBytes(key, v.aad, bytes, iv);
+          const sealedObject = await m.seal(key, v.aad, object, iv);
+          const opened = await m.open(key, v.aad, v.sealed);
+          const other = await m.importKey(m.newKeyText());
+          const tampered = v.sealed.slice(0, 40) + (v.sealed[40] === 'A' ? 'B' : 'A') + v.sealed.slice(41);
+          out.push({
+            description: v.description,
+            aad: m.aadOf(v.session_id, v.user_id) === v.aad,
+            padded: new TextDecoder().decode(m.padded(object)) === v.plaintext,
+            sealedBytes: sealedBytes === v.sealed,
+            sealedObject: sealedObject === v.sealed,
+            opened: JSON.stringify(opened) === JSON.stringify(object),
+            wrongAad: (await m.open(key, `${v.session_id}:someone-else`, v.sealed)) === null,
+            wrongKey: (await m.open(other, v.aad, v.sealed)) === null,
+            tampered: (await m.open(key, v.aad, tampered)) === null,
+          });
+        }
+        // A fresh IV per message: the same position sealed twice differs, and is 379 characters.
+        const key = await m.importKey(m.newKeyText());
+        const fix = m.locationPlaintext({ lat: 1.5, lng: 2.5 }, Date.UTC(2026, 11, 2));
+        const a = await m.seal(key, 's:u', fix);
+        const b = await m.seal(key, 's:u', fix);
+        out.push({ description: 'fresh IVs', fresh: a !== b && a.slice(0, 16) !== b.slice(0, 16), length: a.length === 379 && b.length === 379 });
+        return out;
+      }, { url, vectors });
+      const bad = results.filter((r) => Object.entries(r).some(([k, v]) => k !== 'description' && v !== true));
+      assert(bad.length === 0, `vectors that do not match: ${JSON.stringify(bad)}`);
+      console.log(`     ${vectors.length} vectors matched`);
+      await p.context.close();
+    });
+
+    await step('e2e: two browsers join through a link with #k=, see each other move; the key leaves the address bar; a lock badge shows', async () => {
+      const host = await join403('e2e-host', { viewport: LAPTOP, geolocation: E2E_HOST, permissions: ['geolocation'] });
+      await host.page.goto(`${server.base}/`);
+      assert(await host.page.getByLabel('End-to-end encrypted').isChecked(), 'end-to-end encryption is not on by default');
+      await host.page.getByLabel('Name of the session').fill('Secret dinner');
+      await host.page.getByRole('button', { name: 'Start a session' }).click();
+      await host.page.locator('#manage-view').waitFor();
+      const link = await host.page.locator('#share-link').inputValue();
+      const m = /^(http:\/\/127\.0\.0\.1:\d+\/join\/([0-9a-f-]{36}))#k=([A-Za-z0-9_-]{43})$/.exec(link);
+      assert(m, `the link has no key: ${link}`);
+      Object.assign(ctx, { link, plainLink: m[1], key: m[3] });
+      ctx.ids.session = m[2];
+      const info = await (await fetch(`${server.base}/api/sessions/${ctx.ids.session}`)).json();
+      assert(info.e2e === true, `GET says e2e ${info.e2e}`);
+      await host.page.locator('#e2e-note').waitFor();
+      // From now on, the session's Redis bus is recorded as Redis carries it.
+      bus.proc = spawn('redis-cli', ['-h', new URL(REDIS_URL).hostname, '-p', new URL(REDIS_URL).port || '6379',
+        'SUBSCRIBE', `ls:bus:{${ctx.ids.session}}`], { stdio: ['ignore', 'pipe', 'ignore'] });
+      bus.proc.stdout.on('data', (d) => { bus.text += d; });
+      // The QR code drawn on the page is the one of the whole link, key included.
+      const qrUrl = await importInPage(host.page, 'qrcode.js');
+      const qrMismatch = await waitFor('the QR code', () => host.page.evaluate(async ({ u, text }) => {
+        const { encodeQr } = await import(u);
+        const q = encodeQr(text);
+        const canvas = document.getElementById('qr');
+        const { data } = canvas.getContext('2d').getImageData(0, 0, canvas.width, canvas.height);
+        const scale = canvas.width / (q.size + 8);
+        let wrong = 0;
+        for (let y = 0; y < q.size; y++) {
+          for (let x = 0; x < q.size; x++) {
+            const px = Math.floor((x + 4.5) * scale);
+            const py = Math.floor((y + 4.5) * scale);
+            const dark = data[(py * canvas.width + px) * 4] < 128;
+            if (dark !== (q.modules[y * q.size + x] === '1')) wrong += 1;
+          }
+        }
+        return canvas.width > 0 && !canvas.hidden ? { wrong } : null;
+      }, { u: qrUrl, text: link }));
+      assert(qrMismatch.wrong === 0, `${qrMismatch.wrong} QR modules differ from the link's`);
+      await host.page.screenshot({ path: join(shots, 'e2e-manage-laptop.png'), fullPage: true });
+
+      // The creator opens the map from this page (the key goes along in the fragment).
+      await host.page.locator('#open-map').click();
+      await host.page.locator('#join-view').waitFor();
+      await host.page.locator('#display-name').fill('Host');
+      await host.page.getByLabel('Teal', { exact: true }).check();
+      await host.page.getByRole('button', { name: 'Join and share my location' }).click();
+      await host.page.locator('#conn[data-state="live"]').waitFor();
+      ctx.ids.host = await host.page.evaluate(() => JSON.parse(localStorage.getItem(`ls.me.${location.pathname.split('/')[2]}`)).user_id);
+
+      const alice = await join403('e2e-alice', {
+        viewport: PHONE, isMobile: true, hasTouch: true, deviceScaleFactor: 2, geolocation: E2E_ALICE, permissions: ['geolocation'],
+      });
+      const bob = await join403('e2e-bob', { viewport: LAPTOP, geolocation: E2E_BOB, permissions: ['geolocation'] });
+      ctx.ids.alice = await joinAs(alice, link, 'Alice', 'Blue');
+      ctx.ids.bob = await joinAs(bob, link, 'Bob', 'Red');
+      Object.assign(ctx, { host, alice, bob });
+      for (const who of [alice, bob, host]) {
+        assert(!who.page.url().includes('#'), `the fragment is still in ${who.label}'s address bar: ${who.page.url()}`);
+        assert(!who.page.url().includes(ctx.key), `the key is in ${who.label}'s address bar`);
+        await who.page.locator('#e2e-badge', { hasText: 'End-to-end encrypted' }).waitFor();
+        await who.page.locator('#geo-status', { hasText: 'Sharing your position' }).waitFor();
+      }
+      // The key stayed in the tab: a reload still opens the session.
+      await bob.page.reload();
+      await bob.page.locator('#conn[data-state="live"]').waitFor();
+      await marker(alice.page, ctx.ids.bob).waitFor({ state: 'visible' });
+      await marker(bob.page, ctx.ids.alice).waitFor({ state: 'visible' });
+      await marker(host.page, ctx.ids.alice).waitFor({ state: 'visible' });
+      assert((await label(bob.page, ctx.ids.alice).textContent()) === 'Alice', 'Alice label');
+      await bob.page.getByRole('button', { name: 'Fit everyone' }).click();
+      const before = await box(marker(bob.page, ctx.ids.alice));
+      await alice.context.setGeolocation(E2E_ALICE_MOVED);
+      await waitFor('Alice to move on Bob\'s map', async () => {
+        const now = await box(marker(bob.page, ctx.ids.alice));
+        return Math.hypot(now.x - before.x, now.y - before.y) > 5;
+      });
+      // What went over the socket: sealed positions only.
+      const frames = sent.filter((t) => t.includes('"location_update"'));
+      assert(frames.length >= 3 && frames.every((t) => t.includes('"sealed"') && !t.includes('"lat"')), 'a clear location_update went out');
+      assert(await bob.page.locator('#e2e-status').isHidden(), 'Bob was told some messages did not open');
+    });
+
+    await step('e2e: the meeting point is sealed; distance, ETA and the arrival are worked out in the pages', async () => {
+      const { host, alice, bob } = ctx;
+      await host.page.getByLabel('Coordinates').fill(`${E2E_MEET.latitude}, ${E2E_MEET.longitude}`);
+      await host.page.getByLabel('Radius (metres)').fill('100');
+      await host.page.getByLabel('Label (optional)').fill('Pont des Arts');
+      await host.page.getByRole('button', { name: 'Save meeting point' }).click();
+      for (const p of [host.page, alice.page, bob.page]) {
+        await p.locator('#dest-info', { hasText: 'Meeting point: “Pont des Arts”, within 100 m.' }).waitFor();
+        await p.locator('.destination .destination-label', { hasText: 'Pont des Arts' }).waitFor({ state: 'attached' });
+      }
+      const put = sent.find((t) => t.startsWith('PUT ') && t.includes('/destination'));
+      assert(put && /\{"sealed":"[A-Za-z0-9_-]+"\}$/.test(put), `the destination went out as ${put}`);
+      // Bob stands still: a distance and no ETA, on Alice's list and on his own row.
+      const bobOnAlice = alice.page.locator(`#people li[data-user-id="${ctx.ids.bob}"] .person-progress`);
+      await waitFor('Bob\'s distance on Alice\'s list', async () => /^\d+ m$|^\d\.\d km$/.test((await bobOnAlice.textContent()) ?? ''));
+      const bobOwn = bob.page.locator(`#people li[data-user-id="${ctx.ids.bob}"] .person-progress`);
+      assert((await bobOwn.textContent()) === (await bobOnAlice.textContent()), 'Bob and Alice disagree on Bob\'s distance');
+      // Alice walks towards it for 14 s (about 13 m/s), so that a speed and so an ETA show.
+      const aliceOnBob = bob.page.locator(`#people li[data-user-id="${ctx.ids.alice}"] .person-progress`);
+      const started = Date.now();
+      let eta = null;
+      while (Date.now() - started < 25_000) {
+        const f = Math.min(0.6, ((Date.now() - started) / 14_000) * 0.6);
+        await alice.context.setGeolocation({
+          latitude: E2E_ALICE_MOVED.latitude + (E2E_MEET.latitude - E2E_ALICE_MOVED.latitude) * f,
+          longitude: E2E_ALICE_MOVED.longitude + (E2E_MEET.longitude - E2E_ALICE_MOVED.longitude) * f,
+          accuracy: 12,
+        });
+        const text = (await aliceOnBob.textContent()) ?? '';
+        if (/^\d+ m · ~\d+ min$/.test(text)) {
+          eta = text;
+          break;
+        }
+        await new Promise((r) => setTimeout(r, 250));
+      }
+      assert(eta, `no ETA for Alice on Bob's list: "${await aliceOnBob.textContent()}"`);
+      console.log(`     Alice on Bob's list: ${eta}`);
+      await bob.page.locator('#people').scrollIntoViewIfNeeded();
+      await bob.page.screenshot({ path: join(shots, 'e2e-meeting-point-eta-bob-laptop.png') });
+      // She reaches it: every page says so, and lists her first.
+      await alice.context.setGeolocation({ ...E2E_MEET, accuracy: 12 });
+      for (const p of [bob.page, host.page]) {
+        await p.locator('#notice', { hasText: 'Alice arrived' }).waitFor();
+        await waitFor('Alice arrived, first in the list', async () =>
+          /^arrived \d\d:\d\d$/.test((await p.locator(`#people li[data-user-id="${ctx.ids.alice}"] .person-progress`).textContent()) ?? '')
+          && (await p.locator('#people li').first().getAttribute('data-user-id')) === ctx.ids.alice);
+      }
+      await alice.page.locator('#notice', { hasText: 'You arrived at the meeting point.' }).waitFor();
+      // The server measured nothing: no figure and no arrival in what it sent.
+      const measured = received.filter((t) => /distance_m|eta_s|participant_arrived/.test(t));
+      assert(measured.length === 0, `the server sent figures: ${measured[0]}`);
+      await bob.page.getByRole('button', { name: 'Fit everyone' }).click();
+      await bob.page.waitForTimeout(300);
+      await bob.page.screenshot({ path: join(shots, 'e2e-map-bob-laptop.png') });
+      await alice.page.screenshot({ path: join(shots, 'e2e-map-alice-phone.png') });
+    });
+
+    await step('e2e: a late joiner opens the snapshot; a link without its key and one with a wrong key say so and show no position', async () => {
+      const carol = await join403('e2e-carol', { viewport: PHONE, isMobile: true, hasTouch: true });
+      await joinAs(carol, ctx.link, 'Carol', 'Green');
+      for (const id of [ctx.ids.alice, ctx.ids.bob, ctx.ids.host]) await marker(carol.page, id).waitFor({ state: 'visible' });
+      await carol.page.locator('#dest-info', { hasText: 'Pont des Arts' }).waitFor();
+      await waitFor('Alice arrived on Carol\'s list', async () =>
+        /^arrived /.test((await carol.page.locator(`#people li[data-user-id="${ctx.ids.alice}"] .person-progress`).textContent()) ?? ''));
+      assert(await carol.page.locator('#e2e-status').isHidden(), 'Carol was told some messages did not open');
+      await carol.context.close();
+
+      const nokey = await join403('e2e-nokey', { viewport: PHONE });
+      await nokey.page.goto(ctx.plainLink);
+      await nokey.page.locator('#gone-view', { hasText: 'This link is missing its key' }).waitFor();
+      assert(await nokey.page.locator('#join-form').isHidden() && (await nokey.page.locator('.marker').count()) === 0, 'a keyless page shows the form or a position');
+      await nokey.page.screenshot({ path: join(shots, 'e2e-missing-key-phone.png') });
+      await nokey.context.close();
+
+      const wrong = await join403('e2e-wrongkey', { viewport: PHONE });
+      const wrongKey = ctx.key.startsWith('A') ? `B${ctx.key.slice(1)}` : `A${ctx.key.slice(1)}`;
+      await joinAs(wrong, `${ctx.plainLink}#k=${wrongKey}`, 'Mallory', 'Brown');
+      await wrong.page.locator('#e2e-status', { hasText: 'Wrong key' }).waitFor();
+      await wrong.page.waitForTimeout(2500); // more positions come, and open no better
+      const markers = await wrong.page.locator('.marker').count();
+      assert(markers === 0, `${markers} markers on a page with the wrong key`);
+      assert((await wrong.page.locator('#dest-info').isHidden()), 'a meeting point is shown with the wrong key');
+      await wrong.page.screenshot({ path: join(shots, 'e2e-wrong-key-phone.png') });
+      await wrong.context.close();
+      // While everyone's sealed position lives (for the scan below).
+      ctx.redis = await dumpRedisSession(ctx.ids.session);
+    });
+
+    await step('e2e: removing someone offers to lock the session, and the lock keeps them out', async () => {
+      const { host, bob, alice } = ctx;
+      const row = host.page.locator(`#people li[data-user-id="${ctx.ids.bob}"]`);
+      await row.getByRole('button', { name: 'Remove Bob' }).click();
+      await bob.page.locator('#banner', { hasText: 'You were removed from this session' }).waitFor();
+      const offer = host.page.locator('#lock-offer');
+      await offer.locator('#lock-offer-text', { hasText: 'Bob still has the link and could join again' }).waitFor();
+      await host.page.screenshot({ path: join(shots, 'e2e-lock-offer-laptop.png') });
+      await offer.getByRole('button', { name: 'Lock the session' }).click();
+      await offer.locator('#lock-offer-text', { hasText: 'The session is locked' }).waitFor();
+      await alice.page.locator('#locked-badge').waitFor();
+      // Bob still has the link (and its key): the lock keeps him out.
+      const again = await join403('e2e-bob-again', { viewport: LAPTOP }, expected403);
+      await again.page.goto(ctx.link);
+      await again.page.locator('#gone-view', { hasText: 'This session is locked' }).waitFor();
+    });
+
+    await step('e2e: nothing the server received holds a coordinate or the key (requests, frames, trace log, SQLite, Redis keys, Redis bus)', async () => {
+      const forms = [E2E_ALICE, E2E_ALICE_MOVED, E2E_BOB, E2E_HOST, E2E_MEET]
+        .flatMap((p) => [...coordinateForms(p.latitude), ...coordinateForms(p.longitude)]);
+      const secrets = [...forms, ctx.key];
+      const { redis } = ctx;
+      assert(redis.keys.some((k) => k.includes(':loc:')), `no sealed position in Redis: ${redis.keys.join(', ')}`);
+      assert(/"sealed"|[A-Za-z0-9_-]{379}/.test(redis.text), 'the positions in Redis are not sealed ones');
+      const sqlite = readdirSync(server.dir).filter((f) => f.startsWith('db.sqlite3'))
+        .map((f) => readFileSync(join(server.dir, f)).toString('latin1')).join('\n');
+      for (const p of people) await p.context.close().catch(() => {});
+      await server.stop(); // so that its log is complete
+      const hits = [
+        ...findForms(sent.join('\n'), secrets, 'sent by the browsers'),
+        ...findForms(redis.text, secrets, 'Redis keys'),
+        ...findForms(bus.text, secrets, 'Redis bus'),
+        ...findForms(sqlite, secrets, 'SQLite'),
+        ...findForms(readFileSync(logFile, 'utf8'), secrets, 'server log'),
+      ];
+      assert(hits.length === 0, hits.join('\n'));
+      // What was scanned is the real thing: each holds what it should.
+      assert(bus.text.includes('sealed_location'), 'the Redis bus carried no sealed position: was it recorded?');
+      assert(readFileSync(logFile, 'utf8').includes(ctx.ids.session) && /TRACE/.test(readFileSync(logFile, 'utf8')), 'the trace log was not captured');
+      assert(sqlite.includes(ctx.ids.session), 'the SQLite files were not read');
+      console.log(`     scanned ${sent.length} requests and frames, ${redis.keys.length} Redis keys, ${bus.text.length} bytes of bus, `
+        + `${sqlite.length} bytes of SQLite, ${readFileSync(logFile).length} bytes of trace log, for ${forms.length} forms of 10 coordinates`);
+    });
+  } finally {
+    bus.proc?.kill();
+    for (const p of people) await p.context.close().catch(() => {});
+    await server.stop();
+    rmSync(logDir, { recursive: true, force: true });
   }
 }
 

@@ -63,8 +63,8 @@ async function request(method, path, { body, token } = {}) {
 const enc = encodeURIComponent;
 
 export const api = {
-  createSession: (name, expiresInMinutes) =>
-    request('POST', '/api/sessions', { body: { name: name || null, expires_in_minutes: expiresInMinutes } }),
+  createSession: (name, expiresInMinutes, e2e = false) =>
+    request('POST', '/api/sessions', { body: { name: name || null, expires_in_minutes: expiresInMinutes, e2e } }),
   session: (sid) => request('GET', `/api/sessions/${enc(sid)}`),
   join: (sid, displayName, avatarColor) =>
     request('POST', `/api/sessions/${enc(sid)}/join`, { body: { display_name: displayName, avatar_color: avatarColor } }),

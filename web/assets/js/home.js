@@ -2,12 +2,15 @@
 
 import { api, ApiError } from './api.js';
 import { drawQr } from './qr.js';
-import { announce, byId, clock, el, ago, showView, storage, until } from './ui.js';
+import { encodeQr } from './qrcode.js';
+import { newKeyText } from './seal.js';
+import { announce, byId, clock, el, ago, showView, storage, tabKey, until } from './ui.js';
 
 const VIEWS = ['start-view', 'manage-view'];
 const POLL_MS = 3000;
 
-let current = null; // {session_id, creator_token, join_link, expires_at, name}
+let current = null; // {session_id, creator_token, join_link, expires_at, name, e2e}
+let locked = false; // the session's lock, as last polled
 let pollTimer = null;
 let ended = false;
 
@@ -53,16 +56,20 @@ async function start(event) {
   byId('session-name').removeAttribute('aria-invalid');
   button.disabled = true;
   button.textContent = 'Starting…';
+  const e2e = byId('session-e2e').checked;
   try {
-    const created = await api.createSession(name, minutes);
+    const created = await api.createSession(name, minutes, e2e);
     const record = {
       session_id: created.session_id,
       creator_token: created.creator_token,
       join_link: created.join_link,
       expires_at: created.expires_at,
       name: created.name,
+      e2e: created.e2e === true,
       created_at: new Date().toISOString(),
     };
+    // The key is made here and stays in this tab; the server only learns that there is one.
+    if (record.e2e) tabKey.set(created.session_id, newKeyText());
     storage.setCreator(created.session_id, record);
     manage(record);
   } catch (err) {
@@ -83,6 +90,7 @@ async function start(event) {
 function manage(record) {
   current = record;
   ended = false;
+  offered = null;
   history.replaceState(null, '', `/#session=${record.session_id}`);
   showView(VIEWS, 'manage-view');
   byId('manage-title').textContent = record.name ? `“${record.name}” is ready` : 'Your session is ready';
@@ -91,23 +99,35 @@ function manage(record) {
   byId('manage-ended').hidden = true;
   byId('share-box').hidden = false;
   byId('creator-box').hidden = false;
-  byId('share-link').value = record.join_link;
+  byId('lock-offer').hidden = true;
+  locked = false;
+  // An encrypted session's link is only whole with its key, which only this tab has.
+  const key = record.e2e ? tabKey.get(record.session_id) : null;
+  const link = key ? `${record.join_link}#k=${key}` : record.join_link;
+  const usable = !record.e2e || !!key;
+  byId('e2e-note').hidden = !(record.e2e && key);
+  byId('key-missing').hidden = usable;
+  byId('share-link').closest('.row').hidden = !usable;
+  byId('qr').closest('figure').hidden = !usable;
+  byId('share-link').value = usable ? link : '';
   byId('copy-status').textContent = '';
-  byId('open-map').href = `/join/${encodeURIComponent(record.session_id)}`;
-  byId('share-link-button').hidden = typeof navigator.share !== 'function';
+  byId('open-map').href = `/join/${encodeURIComponent(record.session_id)}${key ? `#k=${key}` : ''}`;
+  byId('share-link-button').hidden = !usable || typeof navigator.share !== 'function';
   byId('people').replaceChildren();
   byId('people-empty').hidden = false;
   announce(byId('manage-status'), '');
   byId('manage-title').tabIndex = -1;
   byId('manage-title').focus();
-  loadQr(record.session_id);
+  if (usable) loadQr(record, link);
   poll();
 }
 
-async function loadQr(sid) {
+async function loadQr(record, link) {
   const canvas = byId('qr');
   try {
-    const matrix = await api.qr(sid);
+    // The server draws the QR code of a plain link; one that carries a key is encoded here, since
+    // the key must not leave this tab.
+    const matrix = record.e2e ? encodeQr(link) : await api.qr(record.session_id);
     drawQr(canvas, matrix, 200);
     canvas.hidden = false;
   } catch {
@@ -148,6 +168,8 @@ async function poll() {
   try {
     const [session, list] = await Promise.all([api.session(record.session_id), api.participants(record.session_id)]);
     if (current !== record) return;
+    locked = !!session.locked;
+    showLockOffer();
     renderPeople(list.participants);
     if (!session.is_active) {
       showEnded('This session has ended. Start a new one to share again.');
@@ -211,10 +233,49 @@ async function removePerson(p) {
     await api.remove(record.session_id, p.user_id, record.creator_token);
     announce(byId('manage-status'), `${p.display_name} was removed from the session.`);
     lastStatus = byId('manage-status').textContent;
+    offerLock(p.display_name);
   } catch (err) {
     announce(byId('manage-status'), err instanceof ApiError ? err.message : 'Could not remove them.', 'error');
   }
   poll();
+}
+
+// ------------------------------------------------------------------ the lock, offered after a removal
+//
+// A removed person who kept the link (and, in an encrypted session, its key) can join again
+// under a new name unless the session is locked (SPEC §9): so right after a removal, offer it.
+
+let offered = null; // the name of who was removed, while the offer is shown
+
+function offerLock(name) {
+  offered = name;
+  showLockOffer();
+}
+
+function showLockOffer() {
+  const box = byId('lock-offer');
+  if (offered === null || ended) {
+    box.hidden = true;
+    return;
+  }
+  byId('lock-offer-text').textContent = locked
+    ? 'The session is locked: nobody new can join, and who is in stays in.'
+    : `${offered} still has the link and could join again under another name. Lock the session so that nobody new can join?`;
+  byId('lock-offer-button').textContent = locked ? 'Unlock the session' : 'Lock the session';
+  box.hidden = false;
+}
+
+async function toggleLock() {
+  const record = current;
+  if (!record || ended) return;
+  try {
+    const s = await api.update(record.session_id, { locked: !locked }, record.creator_token);
+    if (current !== record) return;
+    locked = !!s.locked;
+    showLockOffer();
+  } catch (err) {
+    announce(byId('manage-status'), err instanceof ApiError ? err.message : 'Could not change the lock.', 'error');
+  }
 }
 
 async function endSession() {
@@ -248,6 +309,7 @@ function showEnded(text) {
   box.hidden = false;
   byId('share-box').hidden = true;
   byId('creator-box').hidden = true;
+  offered = null;
   for (const b of byId('people').querySelectorAll('button')) b.remove();
 }
 
@@ -257,6 +319,7 @@ function init() {
   byId('copy-link').addEventListener('click', copyLink);
   byId('share-link-button').addEventListener('click', shareLink);
   byId('end-session').addEventListener('click', endSession);
+  byId('lock-offer-button').addEventListener('click', toggleLock);
   byId('new-session').addEventListener('click', () => {
     startView();
     byId('session-name').value = '';

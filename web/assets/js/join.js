@@ -5,7 +5,9 @@ import { api, ApiError, socketEndpoint } from './api.js';
 import { Presence, Socket, SocketState } from './channel.js';
 import { SlippyMap } from './map.js';
 import { haversine, parseCoordinates, parseRadius, progressText, RADIUS_MAX, RADIUS_MIN, searchPlaces } from './meet.js';
-import { announce, ago, byId, clock, config, el, showView, storage, until } from './ui.js';
+import { Motion, progress as approach } from './approach.js';
+import { aadOf, importKey, isKeyText, locationPlaintext, open, readDestination, readLocation, seal } from './seal.js';
+import { announce, ago, byId, clock, config, el, showView, storage, tabKey, until } from './ui.js';
 
 const VIEWS = ['loading-view', 'gone-view', 'join-view', 'live-view'];
 const SEND_MIN_INTERVAL_MS = 1000; // until the server advises: at most one update a second
@@ -41,6 +43,7 @@ let over = false; // ended, removed or left: nothing more happens
 const people = new Map(); // user_id -> person
 let destination = null; // {lat, lng, radius_m, label, set_at} while a meeting point is set
 let advice = null; // the last rate_advice: {interval_ms, watchers}
+let e2e = null; // in an end-to-end encrypted session: {key: CryptoKey, opened, failed} (see "sealing")
 
 // ------------------------------------------------------------------ start
 
@@ -53,6 +56,7 @@ async function init() {
     gone('There is no session here', 'This link is incomplete or mistyped. Ask for the link again.');
     return;
   }
+  const linkKey = takeKeyFromLink();
   try {
     session = await api.session(sid);
   } catch (err) {
@@ -75,6 +79,7 @@ async function init() {
     gone(LOCKED_TITLE, LOCKED_TEXT);
     return;
   }
+  if (session.e2e && !(await setupE2e(linkKey))) return;
   const title = session.name ? `Join “${session.name}”` : 'Join the session';
   byId('join-title').textContent = title;
   document.title = `${title} · Location sharing`;
@@ -187,7 +192,12 @@ function startLive() {
     setupCreatorControls();
   }
   showSession(session);
-  showDestination(session.destination ?? null);
+  if (e2e) {
+    showDestination(null);
+    receiveSealedDestination(session.destination ?? null);
+  } else {
+    showDestination(session.destination ?? null);
+  }
   document.addEventListener('visibilitychange', sendViewing);
 
   socket = new Socket(socketEndpoint(), {
@@ -226,6 +236,10 @@ function startLive() {
     if (p) announceBrief(`${p.display_name} ${reason === 'removed' ? 'was removed' : 'left'}.`);
   });
   channel.on('location_update', (u) => {
+    if (e2e) {
+      receiveSealed(u);
+      return;
+    }
     const p = person(u.user_id, {});
     p.loc = { lat: u.lat, lng: u.lng, accuracy: u.accuracy, at: Date.now() };
     p.lastSeen = Date.now();
@@ -236,10 +250,22 @@ function startLive() {
     maybeAutoFit();
   });
   channel.on('destination_set', (d) => {
+    if (e2e) {
+      receiveSealedDestination(d);
+      return;
+    }
     showDestination(d);
     renderAll();
   });
   channel.on('destination_cleared', () => {
+    if (e2e) {
+      // In order with the sealed messages still being opened.
+      inOrder(async () => {
+        showDestination(null);
+        renderAll();
+      });
+      return;
+    }
     showDestination(null);
     renderAll();
   });
@@ -276,7 +302,7 @@ function startLive() {
 function joinedChannel({ participants = [], locations = [], destination: dest = null, arrivals = {} }) {
   setConnection('live', 'Live');
   sendViewing();
-  showDestination(dest);
+  if (!e2e) showDestination(dest);
   for (const p of people.values()) p.arrivedAt = null;
   for (const [id, at] of Object.entries(arrivals ?? {})) person(id, {}).arrivedAt = new Date(at);
   const now = Date.now();
@@ -294,6 +320,10 @@ function joinedChannel({ participants = [], locations = [], destination: dest = 
       people.delete(id);
       map.removeMarker(id);
     }
+  }
+  if (e2e) {
+    joinedSealed(dest, locations);
+    return;
   }
   for (const l of locations) {
     if (l.user_id === me.user_id) continue;
@@ -348,6 +378,7 @@ function finish(text, state, offerRejoin = false) {
   byId('follow').disabled = true;
   byId('leave').disabled = true;
   byId('creator-controls').hidden = true;
+  byId('lock-offer').hidden = true;
   setGeo('Your position is no longer shared.');
   for (const b of byId('people').querySelectorAll('button.remove')) b.remove();
   // Nobody's position is shown any more: the server has already forgotten them.
@@ -522,7 +553,7 @@ function renderRow(p) {
 function progressOf(p) {
   if (!destination) return {};
   if (p.arrivedAt) return { arrivedAt: p.arrivedAt };
-  if (p.id === me.user_id) {
+  if (p.id === me.user_id && !e2e) {
     if (!ownFix) return {};
     const distance = haversine(ownFix, destination);
     const eta = ownFix.speed >= 0.5 ? distance / ownFix.speed : null;
@@ -567,6 +598,7 @@ async function removePerson(p) {
   if (!window.confirm(`Remove ${p.display_name} from the session? They will see that you removed them.`)) return;
   try {
     await api.remove(sid, p.id, creator.creator_token);
+    offerLock(p.display_name);
   } catch (err) {
     showBanner(err instanceof ApiError ? err.message : 'Could not remove them.');
   }
@@ -746,6 +778,7 @@ function onFix(pos) {
   const self = person(me.user_id, {});
   self.loc = { ...ownFix };
   self.lastSeen = ownFix.at;
+  if (e2e) measure(self, ownFix, false);
   drawPerson(self);
   renderRow(self);
   if (following) map.setView(ownFix.lat, ownFix.lng);
@@ -767,6 +800,10 @@ function sendPosition(force) {
   }
   if (!channel?.isJoined()) return; // sent again on (re)join
   lastSentAt = Date.now();
+  if (e2e) {
+    sendSealed(ownFix);
+    return;
+  }
   const { lat, lng, accuracy, heading, speed } = ownFix;
   const payload = { lat, lng };
   if (accuracy !== undefined) payload.accuracy = accuracy;
@@ -831,6 +868,9 @@ function showDestination(d) {
       p.dist = null;
     }
   }
+  if (changed && e2e && destination) {
+    for (const p of people.values()) if (p.lastFix) measure(p, p.lastFix, false);
+  }
   map?.setDestination(destination);
   const info = byId('dest-info');
   info.textContent = destination ? describeDestination(destination) : '';
@@ -848,10 +888,12 @@ function showSession(s) {
   if (byId('live-title').textContent !== title) byId('live-title').textContent = title;
   document.title = `${title} · Location sharing`;
   byId('locked-badge').hidden = !session.locked;
+  byId('e2e-badge').hidden = !e2e;
   if (creator?.creator_token) {
     const lock = byId('lock');
     lock.textContent = session.locked ? 'Unlock the session' : 'Lock the session';
     lock.setAttribute('aria-pressed', String(!!session.locked));
+    if (!byId('lock-offer').hidden) showLockOffer();
     // A name being typed is the creator's: only an untouched box follows the session.
     if (!renaming) byId('rename-input').value = session.name ?? '';
   }
@@ -889,6 +931,38 @@ function setupRename(token) {
   });
 }
 
+async function toggleLock() {
+  if (!creator?.creator_token || over) return;
+  try {
+    showSession(await api.update(sid, { locked: !session.locked }, creator.creator_token));
+  } catch (err) {
+    showBanner(err instanceof ApiError ? err.message : 'Could not change the lock.');
+  }
+}
+
+// A removed person who kept the link (and its key) can join again under a new name unless the
+// session is locked (SPEC §9): right after a removal, offer to lock it.
+let offeredFor = null;
+
+function offerLock(name) {
+  offeredFor = name;
+  showLockOffer();
+}
+
+function showLockOffer() {
+  const box = byId('lock-offer');
+  if (offeredFor === null || over || !creator?.creator_token) {
+    box.hidden = true;
+    return;
+  }
+  byId('lock-offer-text').textContent = session.locked
+    ? 'The session is locked: nobody new can join, and who is in stays in.'
+    : `${offeredFor} still has the link and could join again under another name. Lock the session so that nobody new can join?`;
+  byId('lock-offer-button').hidden = !!session.locked;
+  byId('lock-offer-dismiss').textContent = session.locked ? 'OK' : 'Not now';
+  box.hidden = false;
+}
+
 function setupCreatorControls() {
   const token = creator.creator_token;
   setupRename(token);
@@ -913,6 +987,10 @@ function setupCreatorControls() {
     if (radius === null) return announce(error, `The radius is from ${RADIUS_MIN} to ${RADIUS_MAX} metres.`, 'error');
     const label = byId('dest-label').value.trim();
     try {
+      if (e2e) {
+        await setSealedDestination({ ...at, radius_m: radius, label: label || null }, token);
+        return;
+      }
       showDestination(await api.setDestination(sid, { ...at, radius_m: radius, label: label || null }, token));
       renderAll();
     } catch (err) {
@@ -937,12 +1015,10 @@ function setupCreatorControls() {
     showDestination(null);
     renderAll();
   });
-  byId('lock').addEventListener('click', async () => {
-    try {
-      showSession(await api.update(sid, { locked: !session.locked }, token));
-    } catch (err) {
-      showBanner(err instanceof ApiError ? err.message : 'Could not change the lock.');
-    }
+  byId('lock').addEventListener('click', toggleLock);
+  byId('lock-offer-button').addEventListener('click', toggleLock);
+  byId('lock-offer-dismiss').addEventListener('click', () => {
+    byId('lock-offer').hidden = true;
   });
 
   if (!cfg.geocoderUrl) return;
@@ -983,6 +1059,184 @@ function setupCreatorControls() {
       e.preventDefault();
       search();
     }
+  });
+}
+
+// ------------------------------------------------------------------ sealing (SPEC §10)
+//
+// In an end-to-end encrypted session every position and the meeting point travel sealed with the
+// key from the link's fragment (seal.js); the server relays them and computes nothing, so
+// distances, ETAs and arrivals are worked out here (approach.js), by the same rules as the
+// server's. A message that does not open is ignored and counted, and the page says so: it never
+// shows a position it could not open.
+
+const KEY_MISSING_TITLE = 'This link is missing its key';
+const KEY_MISSING_TEXT = 'This session is end-to-end encrypted: positions can only be read with the key at the end of '
+  + 'its link (the part after “#k=”), and this link has none. Ask for the whole link again — use the Copy link '
+  + 'button or the QR code, since some apps cut links short.';
+const KEY_DAMAGED_TITLE = 'The key in this link is damaged';
+const KEY_DAMAGED_TEXT = 'This session is end-to-end encrypted, and the key at the end of its link (after “#k=”) is '
+  + 'incomplete or changed. Ask for the whole link again — use the Copy link button or the QR code.';
+
+/**
+ * Takes `#k=…` out of the address bar at once (so it is not left in history, bookmarks or a
+ * screenshot), keeping the key in this tab only; returns it, '' when malformed, or null.
+ */
+function takeKeyFromLink() {
+  if (!location.hash) return null;
+  const k = new URLSearchParams(location.hash.slice(1)).get('k');
+  history.replaceState(history.state, '', location.pathname + location.search);
+  if (k === null) return null;
+  if (!isKeyText(k)) return '';
+  tabKey.set(sid, k);
+  return k;
+}
+
+/** Readies sealing with the key from the link, or from this tab; false (and says why) without one. */
+async function setupE2e(linkKey) {
+  if (linkKey === '') {
+    gone(KEY_DAMAGED_TITLE, KEY_DAMAGED_TEXT);
+    return false;
+  }
+  const text = linkKey ?? tabKey.get(sid);
+  if (!isKeyText(text)) {
+    gone(KEY_MISSING_TITLE, KEY_MISSING_TEXT);
+    return false;
+  }
+  try {
+    e2e = { key: await importKey(text), opened: 0, failed: 0 };
+  } catch {
+    gone('This browser cannot open encrypted sessions', 'It lacks the Web Crypto API (AES-GCM) this session needs. Try an up-to-date browser.');
+    return false;
+  }
+  byId('join-e2e').hidden = false;
+  return true;
+}
+
+// Opening is asynchronous: one chain keeps sealed messages in the order they came.
+let chain = Promise.resolve();
+function inOrder(fn) {
+  chain = chain.then(fn).catch((err) => console.error('an encrypted message could not be handled:', err?.message));
+  return chain;
+}
+
+function counted(ok) {
+  if (ok) e2e.opened += 1;
+  else e2e.failed += 1;
+  if (!ok || e2e.failed) showE2eStatus();
+  return ok;
+}
+
+function showE2eStatus() {
+  const box = byId('e2e-status');
+  const n = e2e.failed;
+  if (n === 0) {
+    box.hidden = true;
+    return;
+  }
+  box.dataset.kind = e2e.opened === 0 ? 'wrong-key' : 'some-failed';
+  const text = e2e.opened === 0
+    ? `Wrong key: nothing in this session opens with the key in your link (${n === 1 ? '1 message' : `${n} messages`} `
+      + 'could not be opened), so no position can be shown. The link may be damaged or belong to another session: ask for it again.'
+    : `${n === 1 ? '1 message' : `${n} messages`} could not be opened with this session's key and ${n === 1 ? 'was' : 'were'} ignored.`;
+  if (box.textContent !== text) box.textContent = text;
+  box.hidden = false;
+}
+
+/** A sealed position opened: {lat, lng, accuracy?, heading?, speed?, timestamp}, or null (counted). */
+async function openLocation(userId, sealed) {
+  const loc = readLocation(await open(e2e.key, aadOf(sid, userId), sealed));
+  counted(!!loc);
+  return loc;
+}
+
+/** A sealed meeting point {sealed, set_at} opened, as a clear one {lat, lng, radius_m, label, set_at}. */
+async function openDestination(d) {
+  if (!d) return null;
+  const place = typeof d.sealed === 'string' ? readDestination(await open(e2e.key, aadOf(sid, null), d.sealed)) : null;
+  counted(!!place);
+  return place ? { ...place, set_at: d.set_at } : null;
+}
+
+/** Distance, ETA and arrival of `p` after a fix {lat, lng, accuracy?, speed?, at: ms}, as the server would. */
+function measure(p, fix, quiet) {
+  p.lastFix = fix;
+  p.motion ??= new Motion();
+  if (!destination) {
+    p.motion.record(fix, fix.at);
+    return;
+  }
+  const g = approach(destination, fix, p.motion, !!p.arrivedAt);
+  if (g.transition === 'arrived') {
+    p.arrivedAt = new Date(Math.min(Date.now(), fix.at));
+    if (!quiet) notify(p.id === me.user_id ? 'You arrived at the meeting point.' : `${p.display_name} arrived`);
+  } else if (g.transition === 'departed') {
+    p.arrivedAt = null;
+  }
+  p.dist = { distance: g.distance_m, eta: g.eta_s };
+}
+
+/** Someone's sealed location: {user_id, sealed, received_at}; `quiet` for the join snapshot's. */
+function receiveSealed(u, quiet = false) {
+  return inOrder(async () => {
+    if (typeof u?.sealed !== 'string' || !u.user_id || u.user_id === me.user_id) return;
+    const loc = await openLocation(u.user_id, u.sealed);
+    if (!loc || over) return;
+    const now = Date.now();
+    const received = Date.parse(u.received_at);
+    const at = Number.isFinite(received) ? Math.min(received, now) : now;
+    const p = person(u.user_id, {});
+    p.loc = { lat: loc.lat, lng: loc.lng, accuracy: loc.accuracy, at };
+    p.lastSeen = Math.max(p.lastSeen ?? 0, at);
+    measure(p, { ...loc, at: loc.timestamp ?? at }, quiet);
+    drawPerson(p);
+    renderAll();
+    maybeAutoFit();
+  });
+}
+
+function receiveSealedDestination(d) {
+  return inOrder(async () => {
+    const place = await openDestination(d);
+    if (over) return;
+    // One that does not open is no meeting point at all: never show a place it could not read.
+    showDestination(place);
+    renderAll();
+  });
+}
+
+/** The join snapshot's sealed meeting point and locations (the rest of it is handled already). */
+function joinedSealed(dest, locations) {
+  receiveSealedDestination(dest);
+  for (const l of locations) receiveSealed(l, true);
+  inOrder(async () => {
+    renderAll();
+    maybeAutoFit();
+  });
+}
+
+/** Seals our position (SPEC §3's fields, sent now) and sends it; in order, like clear ones. */
+let sealing = Promise.resolve();
+function sendSealed(fix) {
+  const plain = locationPlaintext(fix, Date.now());
+  sealing = sealing.then(async () => {
+    const sealed = await seal(e2e.key, aadOf(sid, me.user_id), plain);
+    if (over || !channel?.isJoined()) return;
+    channel.push('location_update', { sealed }).receive('error', ({ reason }) => {
+      if (reason === 'invalid_location') console.warn('the server refused a sealed position');
+    });
+  }).catch((err) => console.error('could not seal a position:', err?.message));
+}
+
+/** The creator seals the meeting point ({lat, lng, radius_m, label}) and sets it. */
+async function setSealedDestination(place, token) {
+  const plain = { lat: place.lat, lng: place.lng, radius_m: place.radius_m };
+  if (place.label) plain.label = place.label;
+  const sealed = await seal(e2e.key, aadOf(sid, null), plain);
+  const set = await api.setDestination(sid, { sealed }, token);
+  await inOrder(async () => {
+    showDestination({ ...plain, label: place.label ?? null, set_at: set.set_at });
+    renderAll();
   });
 }
 

@@ -123,6 +123,7 @@ export const storage = {
       localStorage.removeItem(`${PREFIX}creator.${sid}`);
       localStorage.removeItem(`${PREFIX}me.${sid}`);
     } catch { /* ignore */ }
+    tabKey.forget(sid);
   },
   /** Sessions this browser created that have not expired, newest first. */
   created() {
@@ -150,5 +151,26 @@ export const storage = {
         if (!Number.isFinite(expires) || expires <= now) localStorage.removeItem(key);
       }
     } catch { /* ignore */ }
+  },
+};
+
+// The key of an end-to-end encrypted session (`ls.key.{sid}`) lives in this tab only
+// (sessionStorage): it survives a reload, never reaches localStorage, and is gone with the tab.
+// It is never sent anywhere: the link carries it in its fragment, which browsers do not send.
+export const tabKey = {
+  get(sid) {
+    try {
+      return sessionStorage.getItem(`${PREFIX}key.${sid}`);
+    } catch {
+      return null;
+    }
+  },
+  set(sid, key) {
+    try {
+      sessionStorage.setItem(`${PREFIX}key.${sid}`, key);
+    } catch { /* storage disabled: the key lives as long as this page */ }
+  },
+  forget(sid) {
+    try { sessionStorage.removeItem(`${PREFIX}key.${sid}`); } catch { /* ignore */ }
   },
 };
