@@ -99,11 +99,7 @@ pub struct SealedView {
 impl SealedView {
     /// The wire form of `participant`'s sealed location, received at `at`.
     pub fn new(participant: ParticipantId, sealed: Sealed, at: DateTime<Utc>) -> Self {
-        Self {
-            user_id: participant.to_string(),
-            sealed,
-            received_at: at.to_rfc3339_opts(SecondsFormat::Millis, true),
-        }
+        Self { user_id: participant.to_string(), sealed, received_at: at.to_rfc3339_opts(SecondsFormat::Millis, true) }
     }
 }
 

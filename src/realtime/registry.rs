@@ -131,8 +131,7 @@ impl Handler<JoinSession> for SessionRegistry {
 }
 
 /// The registry's answer to a join, in the making.
-type JoinFuture =
-    std::pin::Pin<Box<dyn ActorFuture<SessionRegistry, Output = Result<JoinedChannel, JoinRefusal>>>>;
+type JoinFuture = std::pin::Pin<Box<dyn ActorFuture<SessionRegistry, Output = Result<JoinedChannel, JoinRefusal>>>>;
 
 impl Handler<SessionEvent> for SessionRegistry {
     type Result = ();

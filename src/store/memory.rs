@@ -8,7 +8,7 @@ use chrono::{DateTime, Utc};
 use futures_util::future::{self, BoxFuture, FutureExt};
 
 use super::{ArrivalMap, EphemeralStore, SeenMap, StoreError, StoreResult};
-use crate::domain::{PositionView, ParticipantId, SessionId};
+use crate::domain::{ParticipantId, PositionView, SessionId};
 
 #[derive(Default)]
 struct SessionState {

@@ -15,7 +15,7 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use futures_util::future::BoxFuture;
 
-use crate::domain::{PositionView, ParticipantId, SessionId};
+use crate::domain::{ParticipantId, PositionView, SessionId};
 
 /// Failures of the ephemeral store; each keeps its cause as its `source`.
 #[derive(Debug, thiserror::Error)]

@@ -12,7 +12,7 @@ use deadpool_redis::{Config, Pool, Runtime, Timeouts};
 use futures_util::future::BoxFuture;
 
 use super::{ArrivalMap, EphemeralStore, SeenMap, StoreResult};
-use crate::domain::{PositionView, ParticipantId, SessionId};
+use crate::domain::{ParticipantId, PositionView, SessionId};
 
 /// How long a Redis call may take before it counts as down.
 pub const DEADLINE: Duration = Duration::from_secs(1);

@@ -7,7 +7,8 @@ use serde::{Deserialize, Serialize};
 
 use super::super::session::PresenceMeta;
 use crate::domain::{
-    AvatarColor, Destination, DisplayName, EndReason, LeaveReason, LocationView, ParticipantId, PositionView, SealedView,
+    AvatarColor, Destination, DisplayName, EndReason, LeaveReason, LocationView, ParticipantId, PositionView,
+    SealedView,
 };
 use crate::sessions::SessionEvent;
 
@@ -226,7 +227,11 @@ mod tests {
                 },
             },
             ClusterEvent::SealedLocation {
-                view: SealedView::new(user, Sealed::parse(&"E".repeat(40)).unwrap_or_else(|e| panic!("{e}")), Utc::now()),
+                view: SealedView::new(
+                    user,
+                    Sealed::parse(&"E".repeat(40)).unwrap_or_else(|e| panic!("{e}")),
+                    Utc::now(),
+                ),
             },
             ClusterEvent::DestinationCleared,
             ClusterEvent::SessionUpdated { name: None, locked: true },

@@ -17,7 +17,7 @@ use chrono::{DateTime, Utc};
 
 use super::{Phase, SessionActor};
 use crate::db::{self, DbError};
-use crate::domain::{EndReason, PositionView, Participant, ParticipantId, Session};
+use crate::domain::{EndReason, Participant, ParticipantId, PositionView, Session};
 use crate::metrics::Metrics;
 use crate::store::{ArrivalMap, SeenMap, StoreError};
 use crate::telemetry::Chain;
