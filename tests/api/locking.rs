@@ -6,8 +6,8 @@ use serde_json::{json, Value};
 use crate::helpers::{assert_keys, spawn_app, spawn_app_with};
 use crate::ws_client::{loc, topic, WsClient, QUIET};
 
-const SESSION_KEYS: [&str; 8] =
-    ["id", "name", "created_at", "expires_at", "participant_count", "is_active", "locked", "destination"];
+const SESSION_KEYS: [&str; 9] =
+    ["id", "name", "created_at", "expires_at", "participant_count", "is_active", "locked", "destination", "e2e"];
 
 #[actix_rt::test]
 async fn the_creator_locks_unlocks_and_renames_and_every_socket_hears_it() {

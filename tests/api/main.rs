@@ -8,6 +8,7 @@ mod auth;
 mod cap;
 mod contract;
 mod destination;
+mod e2e_sessions;
 mod e2e_vectors;
 mod edges;
 mod health;

@@ -11,10 +11,10 @@ use crate::helpers::{
     assert_keys, assert_rfc3339_z, assert_uuid_v4, spawn_app, spawn_app_with, Body, TestApp, JWT_SECRET,
 };
 
-const CREATED_KEYS: [&str; 7] =
-    ["session_id", "join_link", "expires_at", "name", "creator_token", "destination", "locked"];
-const SESSION_KEYS: [&str; 8] =
-    ["id", "name", "created_at", "expires_at", "participant_count", "is_active", "locked", "destination"];
+const CREATED_KEYS: [&str; 8] =
+    ["session_id", "join_link", "expires_at", "name", "creator_token", "destination", "locked", "e2e"];
+const SESSION_KEYS: [&str; 9] =
+    ["id", "name", "created_at", "expires_at", "participant_count", "is_active", "locked", "destination", "e2e"];
 
 /// `expires_at - created_at` of a session, as GET shows it.
 async fn lifetime(app: &TestApp, sid: &str) -> TimeDelta {

@@ -150,8 +150,9 @@ impl ClusterEvent {
     }
 
     /// Every kind this version reads (`t`).
-    pub(super) const KINDS: [&'static str; 10] = [
+    pub(super) const KINDS: [&'static str; 11] = [
         "location",
+        "sealed_location",
         "joined",
         "left",
         "ended",
