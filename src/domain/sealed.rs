@@ -21,6 +21,10 @@ impl Sealed {
     pub const MIN_CHARS: usize = 24;
     /// The longest accepted.
     pub const MAX_CHARS: usize = 2048;
+    /// The refusal of a payload that carries clear location fields (or numbers) where only a
+    /// sealed message may be.
+    pub const CLEAR_FIELDS_REFUSED: &'static str =
+        "must replace the location fields: this session is end-to-end encrypted";
 
     /// Checks the form and size of a sealed message; a refusal is the message for its field.
     pub fn parse(s: &str) -> Result<Self, &'static str> {
@@ -80,7 +84,7 @@ const CLEAR_FIELDS: [&str; 6] = ["lat", "lng", "accuracy", "heading", "speed", "
 pub fn sealed_location(payload: &Map<String, Value>) -> Result<Sealed, LocationErrors> {
     let refuse = |message: &'static str| LocationErrors::from([("sealed", vec![message])]);
     if CLEAR_FIELDS.iter().any(|f| payload.contains_key(*f)) {
-        return Err(refuse("must replace the location fields: this session is end-to-end encrypted"));
+        return Err(refuse(Sealed::CLEAR_FIELDS_REFUSED));
     }
     Sealed::of_field(payload).map_err(refuse)
 }

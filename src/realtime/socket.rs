@@ -21,7 +21,7 @@ use super::session::SessionActor;
 use super::transport::PendingSocket;
 use crate::abuse::SocketSlot;
 use crate::config::Limits;
-use crate::domain::{Position, Viewing};
+use crate::domain::{Position, Sealed, Viewing};
 use crate::metrics::Metrics;
 use crate::ops::drain::Drain;
 use crate::sessions::SocketGrant;
@@ -174,9 +174,12 @@ impl SocketActor {
         let Some((session, e2e)) = self.channel.as_ref().and_then(|c| Some((c.session.clone()?, c.e2e))) else {
             return self.error(ctx, to, "not_joined");
         };
+        // In an e2e session every refusal names `sealed` (SPEC §10), the one field it takes.
         let parsed = match frame.payload.as_object() {
+            _ if frame.payload_unreadable && e2e => Err(json!({ "sealed": [Sealed::CLEAR_FIELDS_REFUSED] })),
             _ if frame.payload_unreadable => Err(json!({ "payload": ["must hold finite numbers only"] })),
             Some(payload) => Position::parse(payload, e2e, Utc::now()).map_err(|e| json!(e)),
+            None if e2e => Err(json!({ "sealed": ["can't be blank"] })),
             None => Err(json!({ "payload": ["must be an object"] })),
         };
         match parsed {
