@@ -191,7 +191,9 @@ async fn assets_load_with_their_content_types_and_cache_headers() {
         }
     }
     // Every module the pages need, found by following the imports.
-    for module in ["api.js", "channel.js", "map.js", "qr.js", "ui.js", "join.js", "home.js", "dashboard.js"] {
+    let modules = ["api.js", "channel.js", "map.js", "qr.js", "ui.js", "join.js", "home.js", "dashboard.js"];
+    let join_parts = ["state.js", "people.js", "position.js", "e2e.js", "creator.js", "notices.js"];
+    for module in modules.iter().chain(&join_parts) {
         assert!(seen.iter().any(|u| u.ends_with(&format!("/js/{module}"))), "{module} is loaded: {seen:?}");
     }
     // Another version (a page from another build) is served, but revalidated; unknown files are 404.
