@@ -668,6 +668,7 @@ async function main() {
           (e) => window.reportCsp(`${e.violatedDirective} ${e.blockedURI}`)));
         await host.page.goto(`${geo.base}/`);
         await host.page.getByLabel('Name of the session').fill('Dinner');
+        await host.page.getByLabel('End-to-end encrypted').uncheck();
         await host.page.getByRole('button', { name: 'Start a session' }).click();
         await host.page.locator('#manage-view').waitFor();
         const geoLink = await host.page.locator('#share-link').inputValue();
