@@ -94,16 +94,6 @@ pub enum ClusterEvent {
     },
 }
 
-impl ClusterEvent {
-    /// The event that carries a position of either kind.
-    pub fn position(view: PositionView) -> Self {
-        match view {
-            PositionView::Clear(view) => Self::Location { view },
-            PositionView::Sealed(view) => Self::SealedLocation { view },
-        }
-    }
-}
-
 impl From<&SessionEvent> for ClusterEvent {
     fn from(event: &SessionEvent) -> Self {
         match event {
@@ -136,6 +126,14 @@ pub(super) enum Refused {
 }
 
 impl ClusterEvent {
+    /// The event that carries a position of either kind.
+    pub fn position(view: PositionView) -> Self {
+        match view {
+            PositionView::Clear(view) => Self::Location { view },
+            PositionView::Sealed(view) => Self::SealedLocation { view },
+        }
+    }
+
     /// Reads one event, telling an unknown kind apart from a broken message.
     pub(super) fn decode(body: &[u8]) -> Result<Self, Refused> {
         /// Only the kind, to name what could not be read.
