@@ -2,6 +2,7 @@
 
 use chrono::{DateTime, Duration, NaiveDateTime, Utc};
 use diesel::prelude::*;
+use diesel::sql_types::{Text, Timestamp};
 
 use super::schema::{participants::dsl, sessions};
 use super::sessions::corrupt;
@@ -159,6 +160,9 @@ pub fn remove(
 }
 
 /// Moves participants' `last_seen_at` and the session's `last_activity_at` forward (never back).
+///
+/// Two statements however many participants were seen, so that the periodic flush's SQL load
+/// grows with sessions, not with people: one for the session, one `UPDATE … CASE` for all of them.
 pub fn save_seen(
     conn: &mut DbConnection,
     session: SessionId,
@@ -167,14 +171,59 @@ pub fn save_seen(
 ) -> Result<(), DbError> {
     conn.transaction::<(), DbError, _>(|c| {
         super::sessions::touch_activity(c, session, activity)?;
-        for (user, at) in seen {
-            let at = at.naive_utc();
-            diesel::update(dsl::participants.find(user.to_string()).filter(dsl::last_seen_at.lt(at)))
-                .set(dsl::last_seen_at.eq(at))
-                .execute(c)?;
+        if seen.is_empty() {
+            return Ok(());
+        }
+        let seen: Vec<(String, NaiveDateTime)> = seen.iter().map(|(u, at)| (u.to_string(), at.naive_utc())).collect();
+        match c {
+            DbConnection::Postgres(pg) => {
+                let mut n = 0;
+                let mut next = || {
+                    n += 1;
+                    format!("${n}")
+                };
+                let sql = seen_sql(seen.len(), &mut next);
+                let mut q = diesel::sql_query(sql).into_boxed::<diesel::pg::Pg>();
+                for (user, at) in &seen {
+                    q = q.bind::<Text, _>(user).bind::<Timestamp, _>(at).bind::<Timestamp, _>(at);
+                }
+                q = q.bind::<Text, _>(session.to_string());
+                for (user, _) in &seen {
+                    q = q.bind::<Text, _>(user);
+                }
+                q.execute(pg)?;
+            }
+            DbConnection::Sqlite(lite) => {
+                let sql = seen_sql(seen.len(), &mut || "?".to_owned());
+                let mut q = diesel::sql_query(sql).into_boxed::<diesel::sqlite::Sqlite>();
+                for (user, at) in &seen {
+                    q = q.bind::<Text, _>(user).bind::<Timestamp, _>(at).bind::<Timestamp, _>(at);
+                }
+                q = q.bind::<Text, _>(session.to_string());
+                for (user, _) in &seen {
+                    q = q.bind::<Text, _>(user);
+                }
+                q.execute(lite)?;
+            }
         }
         Ok(())
     })
+}
+
+/// `UPDATE participants SET last_seen_at = CASE WHEN id = ? AND last_seen_at < ? THEN ? … ELSE
+/// last_seen_at END WHERE session_id = ? AND id IN (?, …)` for `count` participants, with the
+/// dialect's placeholders.
+fn seen_sql(count: usize, placeholder: &mut dyn FnMut() -> String) -> String {
+    let mut sql = String::from("UPDATE participants SET last_seen_at = CASE");
+    for _ in 0..count {
+        let (id, before, at) = (placeholder(), placeholder(), placeholder());
+        sql.push_str(&format!(" WHEN id = {id} AND last_seen_at < {before} THEN {at}"));
+    }
+    sql.push_str(&format!(" ELSE last_seen_at END WHERE session_id = {}", placeholder()));
+    // Only the rows of those seen: the others are not rewritten (in PostgreSQL, no dead tuples).
+    let ids: Vec<String> = (0..count).map(|_| placeholder()).collect();
+    sql.push_str(&format!(" AND id IN ({})", ids.join(", ")));
+    sql
 }
 
 /// Participants of live sessions not seen since `before`: `(session, participant)`.
@@ -199,4 +248,70 @@ pub fn idle(
             ))
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::{Duration, Utc};
+
+    use super::super::Db;
+    use super::*;
+    use crate::config::DatabaseUrl;
+    use crate::realtime::fixture::Fixture;
+
+    /// The fixture's SQLite, or PostgreSQL when `TEST_DATABASE_URL` names one: the statement is
+    /// written per dialect, so both are tried.
+    fn database(fixture: &Fixture) -> (Db, bool) {
+        match std::env::var("TEST_DATABASE_URL").ok().and_then(|u| DatabaseUrl::parse(&u).ok()) {
+            Some(url) => {
+                let db = Db::connect(&url, 1).unwrap_or_else(|e| panic!("{e}"));
+                db.migrate().unwrap_or_else(|e| panic!("{e}"));
+                (db, true)
+            }
+            None => (fixture.db.clone(), false),
+        }
+    }
+
+    #[actix_rt::test]
+    async fn seen_times_move_forward_only_and_only_for_those_seen() {
+        let f = Fixture::new().await;
+        let (db, elsewhere) = database(&f);
+        let sid = f.session().await;
+        let (ana, bo, cy) =
+            (f.participant(sid, "Ana").await, f.participant(sid, "Bo").await, f.participant(sid, "Cy").await);
+        let copy = |p: &Participant| (p.id, p.last_seen_at);
+        let (ana, bo, cy) = (copy(&ana), copy(&bo), copy(&cy));
+        if elsewhere {
+            // PostgreSQL: the fixture wrote to SQLite, so the rows are made here again.
+            let session = f.db.run(move |c| crate::db::sessions::find(c, sid)).await.ok().flatten();
+            let people = f.db.run(move |c| list_live(c, sid)).await.unwrap_or_default();
+            db.run(move |c| {
+                if let Some(s) = &session {
+                    crate::db::sessions::insert(c, s)?;
+                }
+                for p in &people {
+                    join(c, p, Utc::now(), 50, Duration::hours(1))?;
+                }
+                Ok(())
+            })
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        }
+        let later = ana.1 + Duration::minutes(5);
+        let earlier = bo.1 - Duration::minutes(5);
+        let seen = vec![(ana.0, later), (bo.0, earlier)];
+        db.run(move |c| save_seen(c, sid, &seen, later)).await.unwrap_or_else(|e| panic!("{e}"));
+        // To the second: PostgreSQL keeps microseconds, and the moves are minutes.
+        let now: std::collections::HashMap<ParticipantId, i64> = db
+            .run(move |c| list_live(c, sid))
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
+            .into_iter()
+            .map(|p| (p.id, p.last_seen_at.timestamp()))
+            .collect();
+        assert_eq!(now.get(&ana.0), Some(&later.timestamp()), "moved forward");
+        assert_eq!(now.get(&bo.0), Some(&bo.1.timestamp()), "never back");
+        assert_eq!(now.get(&cy.0), Some(&cy.1.timestamp()), "not seen, not touched");
+        db.run(move |c| save_seen(c, sid, &[], later)).await.unwrap_or_else(|e| panic!("{e}"));
+    }
 }

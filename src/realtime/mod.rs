@@ -3,7 +3,7 @@
 
 pub mod cluster;
 #[cfg(test)]
-mod fixture;
+pub(crate) mod fixture;
 pub mod messages;
 pub mod outbox;
 pub mod protocol;
