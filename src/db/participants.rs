@@ -175,39 +175,46 @@ pub fn save_seen(
             return Ok(());
         }
         let seen: Vec<(String, NaiveDateTime)> = seen.iter().map(|(u, at)| (u.to_string(), at.naive_utc())).collect();
+        let session = session.to_string();
         match c {
             DbConnection::Postgres(pg) => {
                 let mut n = 0;
-                let mut next = || {
+                let sql = seen_sql(seen.len(), &mut || {
                     n += 1;
                     format!("${n}")
-                };
-                let sql = seen_sql(seen.len(), &mut next);
-                let mut q = diesel::sql_query(sql).into_boxed::<diesel::pg::Pg>();
-                for (user, at) in &seen {
-                    q = q.bind::<Text, _>(user).bind::<Timestamp, _>(at).bind::<Timestamp, _>(at);
-                }
-                q = q.bind::<Text, _>(session.to_string());
-                for (user, _) in &seen {
-                    q = q.bind::<Text, _>(user);
-                }
-                q.execute(pg)?;
+                });
+                bind_seen(diesel::sql_query(sql).into_boxed(), &seen, &session).execute(pg)?;
             }
             DbConnection::Sqlite(lite) => {
                 let sql = seen_sql(seen.len(), &mut || "?".to_owned());
-                let mut q = diesel::sql_query(sql).into_boxed::<diesel::sqlite::Sqlite>();
-                for (user, at) in &seen {
-                    q = q.bind::<Text, _>(user).bind::<Timestamp, _>(at).bind::<Timestamp, _>(at);
-                }
-                q = q.bind::<Text, _>(session.to_string());
-                for (user, _) in &seen {
-                    q = q.bind::<Text, _>(user);
-                }
-                q.execute(lite)?;
+                bind_seen(diesel::sql_query(sql).into_boxed(), &seen, &session).execute(lite)?;
             }
         }
         Ok(())
     })
+}
+
+/// Binds [`seen_sql`]'s values in its order: each participant's id and time (twice), the
+/// session, then the ids again for the `IN` list.
+fn bind_seen<'a, DB>(
+    mut q: diesel::query_builder::BoxedSqlQuery<'a, DB, diesel::query_builder::SqlQuery>,
+    seen: &'a [(String, NaiveDateTime)],
+    session: &'a str,
+) -> diesel::query_builder::BoxedSqlQuery<'a, DB, diesel::query_builder::SqlQuery>
+where
+    DB: diesel::backend::Backend + diesel::sql_types::HasSqlType<Text> + diesel::sql_types::HasSqlType<Timestamp>,
+    &'a String: diesel::serialize::ToSql<Text, DB>,
+    &'a str: diesel::serialize::ToSql<Text, DB>,
+    &'a NaiveDateTime: diesel::serialize::ToSql<Timestamp, DB>,
+{
+    for (user, at) in seen {
+        q = q.bind::<Text, _>(user).bind::<Timestamp, _>(at).bind::<Timestamp, _>(at);
+    }
+    q = q.bind::<Text, _>(session);
+    for (user, _) in seen {
+        q = q.bind::<Text, _>(user);
+    }
+    q
 }
 
 /// `UPDATE participants SET last_seen_at = CASE WHEN id = ? AND last_seen_at < ? THEN ? … ELSE
