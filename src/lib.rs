@@ -10,6 +10,7 @@ pub mod metrics;
 pub mod net;
 pub mod ops;
 pub mod realtime;
+pub mod redis_link;
 pub mod sessions;
 pub mod startup;
 pub mod store;

@@ -43,6 +43,13 @@ pub struct Metrics {
     /// Messages from other replicas not delivered, by reason: `unknown_event` (a newer
     /// replica's kind) or `unreadable`.
     pub pubsub_refused: IntCounterVec,
+    /// Cluster bus subscriptions made again, by cause (`reconnected`, `slot_moved`, `failover`,
+    /// `rebuilt`, `disconnected`, `unconfirmed`).
+    pub pubsub_resubscriptions: IntCounterVec,
+    /// Positions not published because no other replica listened to their session.
+    pub pubsub_skipped: IntCounter,
+    /// Failed Redis calls, by what went wrong (`moved`, `crossslot`, `timeout`, …).
+    pub redis_errors: IntCounterVec,
     /// Requests and sockets refused by an abuse limit (SPEC §11), by limit; never by address.
     pub limit_refusals: IntCounterVec,
     /// Client addresses the abuse limits hold state for now (bounded: idle ones are forgotten).
@@ -163,6 +170,18 @@ impl Metrics {
             pubsub_dropped: counter(r, "pubsub_dropped_total", "Cluster messages dropped (bus down or queue full)"),
             pubsub_received: counter(r, "pubsub_received_total", "Messages received from other replicas"),
             pubsub_refused,
+            pubsub_resubscriptions: counter_vec(
+                r,
+                "pubsub_resubscriptions_total",
+                "Cluster bus subscriptions made again, by cause",
+                "reason",
+            ),
+            pubsub_skipped: counter(
+                r,
+                "pubsub_skipped_total",
+                "Positions not published because no other replica listened to their session",
+            ),
+            redis_errors: counter_vec(r, "redis_errors_total", "Failed Redis calls, by what went wrong", "error"),
             limit_refusals: counter_vec(
                 r,
                 "limit_refusals_total",

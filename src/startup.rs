@@ -31,10 +31,15 @@ use crate::realtime::cluster::ClusterBus;
 use crate::realtime::session::SessionDeps;
 use crate::realtime::transport::Takeover;
 use crate::realtime::SessionRegistry;
+use crate::redis_link::{RedisError, RedisLink};
 use crate::sessions::Sessions;
 use crate::store::memory::MemoryStore;
-use crate::store::redis::{RedisError, RedisPool, RedisStore};
+use crate::store::redis::RedisStore;
 use crate::store::Store;
+
+/// How long the start waits to learn whether `REDIS_URL` is one Redis or a cluster; a Redis
+/// that is down is asked again on first use.
+const REDIS_DETECT_WAIT: std::time::Duration = std::time::Duration::from_secs(3);
 
 /// Why the server could not start.
 #[derive(Debug, thiserror::Error)]
@@ -67,6 +72,12 @@ pub struct Application {
 impl Application {
     /// Opens the database (migrating it), Redis, starts the registry and binds the listener.
     pub async fn build(settings: Settings) -> Result<Self, StartupError> {
+        // rustls for `rediss://`, with ring: pure Rust to build, no OpenSSL or cmake. Installing
+        // fails only when a provider is already installed (a second server in one test process).
+        // Deprecated for lacking post-quantum key exchange, which only aws-lc-rs offers, and
+        // that needs cmake.
+        #[allow(deprecated)]
+        let _ = rustls::crypto::ring::default_provider().install_default();
         if settings.jwt_secret_generated {
             log::warn!("JWT_SECRET is not set: using a random secret; tokens stop working when the process exits");
         }
@@ -81,17 +92,25 @@ impl Application {
         }
 
         let limits = settings.limits.clone();
-        let redis = settings.redis_url.as_ref().map(|url| RedisPool::new(url.expose())).transpose()?;
+        let redis = match &settings.redis_url {
+            Some(url) => {
+                log::info!("Redis: {url}");
+                let link = RedisLink::new(url, settings.redis_ca.as_ref(), Some(metrics.redis_errors.clone()))?;
+                link.detect(REDIS_DETECT_WAIT).await?;
+                Some(link)
+            }
+            None => None,
+        };
         let store: Store = match &redis {
-            Some(pool) => {
+            Some(link) => {
                 let keep = limits.session_inactivity + limits.location_ttl;
-                Arc::new(RedisStore::new(pool.clone(), limits.location_ttl, keep))
+                Arc::new(RedisStore::new(link.clone(), limits.location_ttl, keep))
             }
             None => Arc::new(MemoryStore::new(limits.location_ttl)),
         };
 
-        let bus = match &settings.redis_url {
-            Some(url) => ClusterBus::start(url, metrics.clone())?,
+        let bus = match &redis {
+            Some(link) => ClusterBus::start(link.clone(), metrics.clone()),
             None => ClusterBus::disabled(),
         };
         let deps = Arc::new(SessionDeps {

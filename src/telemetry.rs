@@ -20,9 +20,14 @@ impl std::fmt::Display for Chain<'_> {
     }
 }
 
-/// Installs the logger once; `RUST_LOG` filters (default `info`).
+/// What is logged when `RUST_LOG` is unset: `info`, except the redis crate's own reports, which
+/// repeat a warning every half second per node while a cluster node is down; the bus reports an
+/// outage once, with its cause, instead.
+pub const DEFAULT_LOG_FILTER: &str = "info,redis=error";
+
+/// Installs the logger once; `RUST_LOG` filters (default [`DEFAULT_LOG_FILTER`]).
 pub fn init(format: LogFormat) {
-    let mut builder = env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"));
+    let mut builder = env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(DEFAULT_LOG_FILTER));
     if format == LogFormat::Json {
         builder.format(|buf, record| writeln!(buf, "{}", json_line(record)));
     }

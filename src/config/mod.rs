@@ -15,7 +15,8 @@ pub use geocoder::GeocoderUrl;
 pub use limits::Limits;
 pub use proxies::TrustedProxies;
 pub use values::{
-    redact_password, AdminToken, AllowedOrigins, DatabaseUrl, LogFormat, RedisUrl, Secret, TileUrl, DEFAULT_TILE_URL,
+    redact_password, AdminToken, AllowedOrigins, DatabaseUrl, LogFormat, RedisCa, RedisUrl, Secret, TileUrl,
+    DEFAULT_TILE_URL,
 };
 
 /// Every setting of the server (SPEC §5).
@@ -25,6 +26,10 @@ pub struct Settings {
     pub database_url: DatabaseUrl,
     /// Redis, for TTL state and cross-replica broadcasts; `None` is single-node, in memory.
     pub redis_url: Option<RedisUrl>,
+    /// Extra certificate authority for `rediss://` (`REDIS_CA_FILE`).
+    pub redis_ca: Option<RedisCa>,
+    /// Whether `websocket_url` carries `?sid=` so an ingress can route a session to one replica.
+    pub websocket_url_sid: bool,
     /// HMAC key for tokens.
     pub jwt_secret: Secret,
     /// True when the secret was generated at start (tokens die with the process).
@@ -86,6 +91,22 @@ impl Settings {
             .map(RedisUrl::parse)
             .transpose()
             .map_err(|reason| ConfigError { variable: "REDIS_URL", reason })?;
+        let redis_ca = match get("REDIS_CA_FILE") {
+            None => None,
+            Some(_) if !redis_url.as_ref().is_some_and(RedisUrl::is_tls) => {
+                return Err(ConfigError { variable: "REDIS_CA_FILE", reason: "needs a rediss:// REDIS_URL".into() });
+            }
+            Some(path) => {
+                Some(RedisCa::load(path).map_err(|reason| ConfigError { variable: "REDIS_CA_FILE", reason })?)
+            }
+        };
+        let websocket_url_sid = match get("WEBSOCKET_URL_SID").map(str::to_ascii_lowercase).as_deref() {
+            None | Some("false" | "0" | "no") => false,
+            Some("true" | "1" | "yes") => true,
+            Some(_) => {
+                return Err(ConfigError { variable: "WEBSOCKET_URL_SID", reason: "must be true or false".into() });
+            }
+        };
 
         let (jwt_secret, jwt_secret_generated) = match vars.get("JWT_SECRET") {
             Some(secret) if !secret.is_empty() => (Secret::new(secret.as_bytes().to_vec()), false),
@@ -215,6 +236,8 @@ impl Settings {
         Ok(Self {
             database_url,
             redis_url,
+            redis_ca,
+            websocket_url_sid,
             jwt_secret,
             jwt_secret_generated,
             host,
@@ -236,6 +259,17 @@ impl Settings {
     /// The link a session is shared by: `JOIN_BASE_URL/join/{id}`.
     pub fn join_link(&self, session: crate::domain::SessionId) -> String {
         format!("{}/join/{session}", self.join_base_url)
+    }
+
+    /// The socket URL handed to a participant of `session`: with `WEBSOCKET_URL_SID`, it names
+    /// the session so that an ingress hashing on it sends a session's sockets to one replica.
+    pub fn websocket_url_for(&self, session: crate::domain::SessionId) -> String {
+        let url = self.websocket_url();
+        if self.websocket_url_sid {
+            format!("{url}?sid={session}")
+        } else {
+            url
+        }
     }
 
     /// `PUBLIC_URL` with the ws/wss scheme plus `/socket/websocket`.
@@ -296,6 +330,12 @@ mod tests {
         assert_eq!(s.host, "127.0.0.1");
         assert!(s.jwt_secret_generated);
         assert_eq!(s.websocket_url(), "ws://localhost:4000/socket/websocket");
+        let session = crate::domain::SessionId::new();
+        assert_eq!(s.websocket_url_for(session), s.websocket_url());
+        let sid = settings(&[("WEBSOCKET_URL_SID", "true")]).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(sid.websocket_url_for(session), format!("ws://localhost:4000/socket/websocket?sid={session}"));
+        assert!(settings(&[("WEBSOCKET_URL_SID", "maybe")]).is_err());
+        assert!(settings(&[("REDIS_CA_FILE", "/etc/hostname")]).is_err_and(|e| e.variable == "REDIS_CA_FILE"));
         assert_eq!(s.join_base_url, "http://localhost:4000");
         assert_eq!(*s.limits, Limits::default());
         assert_eq!(s.max_connections, None);

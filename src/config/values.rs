@@ -54,37 +54,85 @@ impl fmt::Debug for DatabaseUrl {
     }
 }
 
-/// `REDIS_URL`: a `redis://`, `rediss://` or unix-socket URL; printed without its password.
+/// `REDIS_URL`: one `redis://`, `rediss://` or unix-socket URL, or several comma-separated seed
+/// nodes of a Redis Cluster (SPEC §12); printed without passwords.
 #[derive(Clone, PartialEq, Eq)]
-pub struct RedisUrl(String);
+pub struct RedisUrl(Vec<String>);
 
 impl RedisUrl {
-    /// Accepts the schemes the Redis client understands.
+    /// Accepts the schemes the Redis client understands; seeds must agree on TLS, since a
+    /// cluster's nodes are reached alike.
     pub fn parse(raw: &str) -> Result<Self, String> {
-        let raw = raw.trim();
         let known = ["redis://", "rediss://", "redis+unix://", "unix://"];
-        if known.iter().any(|scheme| raw.starts_with(scheme)) {
-            Ok(Self(raw.to_owned()))
-        } else {
-            Err("must be a redis:// URL".into())
+        let nodes: Vec<String> = raw.split(',').map(str::trim).filter(|n| !n.is_empty()).map(str::to_owned).collect();
+        if nodes.is_empty() {
+            return Err("must be a redis:// URL".into());
         }
+        if let Some(bad) = nodes.iter().find(|n| !known.iter().any(|scheme| n.starts_with(scheme))) {
+            return Err(format!("{} must be a redis:// or rediss:// URL", redact_password(bad)));
+        }
+        if nodes.len() > 1 && nodes.iter().any(|n| n.contains("unix://")) {
+            return Err("cluster seed nodes must be redis:// or rediss:// URLs, not unix sockets".into());
+        }
+        let tls = nodes.iter().filter(|n| n.starts_with("rediss://")).count();
+        if tls != 0 && tls != nodes.len() {
+            return Err("seed nodes must all be rediss:// (TLS) or all redis://".into());
+        }
+        Ok(Self(nodes))
     }
 
-    /// The URL as given, password included: for the Redis client only.
-    pub fn expose(&self) -> &str {
+    /// The URLs as given, passwords included: for the Redis client only.
+    pub fn nodes(&self) -> &[String] {
         &self.0
+    }
+
+    /// `REDIS_URL` as given (comma-joined), passwords included: to hand to another process.
+    pub fn expose(&self) -> String {
+        self.0.join(",")
+    }
+
+    /// True for `rediss://` (TLS).
+    pub fn is_tls(&self) -> bool {
+        self.0.iter().all(|n| n.starts_with("rediss://"))
     }
 }
 
 impl fmt::Display for RedisUrl {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&redact_password(&self.0))
+        let redacted: Vec<String> = self.0.iter().map(|n| redact_password(n)).collect();
+        f.write_str(&redacted.join(","))
     }
 }
 
 impl fmt::Debug for RedisUrl {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "RedisUrl({self})")
+    }
+}
+
+/// `REDIS_CA_FILE`: the PEM certificate authority a `rediss://` Redis is verified against.
+#[derive(Clone, PartialEq, Eq)]
+pub struct RedisCa(Vec<u8>);
+
+impl RedisCa {
+    /// Reads the file, which must hold at least one PEM certificate.
+    pub fn load(path: &str) -> Result<Self, String> {
+        let pem = std::fs::read(path).map_err(|e| format!("cannot read {path}: {e}"))?;
+        if !String::from_utf8_lossy(&pem).contains("-----BEGIN CERTIFICATE-----") {
+            return Err(format!("{path} holds no PEM certificate"));
+        }
+        Ok(Self(pem))
+    }
+
+    /// The PEM bytes.
+    pub fn pem(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl fmt::Debug for RedisCa {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "RedisCa({} bytes)", self.0.len())
     }
 }
 
@@ -347,7 +395,33 @@ mod tests {
         {
             assert!(!printed.contains("hunter2") && !printed.contains("ter2"), "{printed}");
         }
-        assert_eq!(redis.expose(), "rediss://default:hunter2@cache:6380");
+        assert_eq!(redis.nodes(), ["rediss://default:hunter2@cache:6380"]);
         assert!(RedisUrl::parse("http://x").is_err());
+    }
+
+    #[test]
+    fn redis_seeds_are_comma_separated_and_agree_on_tls() {
+        let seeds = RedisUrl::parse(" redis://a:7000, redis://:pw@b:7001 ,").unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(seeds.nodes(), ["redis://a:7000", "redis://:pw@b:7001"]);
+        assert_eq!(seeds.to_string(), "redis://a:7000,redis://:***@b:7001");
+        assert!(!seeds.is_tls());
+        assert!(RedisUrl::parse("rediss://a:7000,rediss://b:7001").is_ok_and(|u| u.is_tls()));
+        assert!(RedisUrl::parse("rediss://a:7000,redis://b:7001").is_err());
+        assert!(RedisUrl::parse("redis://a:7000,http://b").is_err());
+        assert!(RedisUrl::parse("unix:///tmp/r.sock,redis://b:7001").is_err());
+        assert!(RedisUrl::parse(" , ").is_err());
+    }
+
+    #[test]
+    fn redis_ca_must_be_pem() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let (pem, junk) = (dir.path().join("ca.pem"), dir.path().join("junk"));
+        std::fs::write(&pem, "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n")
+            .unwrap_or_else(|e| panic!("{e}"));
+        std::fs::write(&junk, "not a certificate").unwrap_or_else(|e| panic!("{e}"));
+        let path = |p: &std::path::Path| p.to_string_lossy().into_owned();
+        assert!(RedisCa::load(&path(&pem)).is_ok());
+        assert!(RedisCa::load(&path(&junk)).is_err_and(|e| e.contains("no PEM")));
+        assert!(RedisCa::load("/nonexistent/ca.pem").is_err_and(|e| e.contains("cannot read")));
     }
 }

@@ -33,8 +33,8 @@ use crate::domain::SessionId;
 use crate::metrics::Metrics;
 use crate::ops::drain::Drain;
 use crate::realtime::SessionRegistry;
+use crate::redis_link::RedisLink;
 use crate::sessions::Sessions;
-use crate::store::redis::RedisPool;
 use error::ApiError;
 
 /// What every handler may use; built once in `startup`.
@@ -48,7 +48,7 @@ pub struct AppState {
     /// The SQL database, for the health probes only (routes go through `sessions`).
     pub db: Db,
     /// Redis when configured, for the health probes.
-    pub redis: Option<RedisPool>,
+    pub redis: Option<RedisLink>,
     /// The supervisor of session actors, which new sockets join through.
     pub registry: Addr<SessionRegistry>,
     /// Set on SIGTERM: readiness fails, new sockets are refused, open ones close.

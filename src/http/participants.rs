@@ -95,7 +95,7 @@ pub async fn join(
     Ok(HttpResponse::Created().json(Joined {
         user_id: joined.participant.id.to_string(),
         websocket_token: joined.websocket_token,
-        websocket_url: state.settings.websocket_url(),
+        websocket_url: state.settings.websocket_url_for(sid),
     }))
 }
 

@@ -38,7 +38,12 @@ pub async fn checks(state: &AppState) -> Checks {
     let redis = async {
         match &state.redis {
             None => Check { status: "disabled", latency_ms: None },
-            Some(pool) => match pool.ping().await {
+            Some(link) => match link.ping().await {
+                // On a cluster the bus must be subscribed too: a shard can answer `PING` while
+                // the subscriptions that were on it are not made again yet (SPEC §12).
+                Ok(_) if link.is_cluster().await.unwrap_or(false) && state.metrics.pubsub_connected.get() == 0 => {
+                    Check { status: "error", latency_ms: None }
+                }
                 Ok(d) => Check { status: "ok", latency_ms: Some(millis(d)) },
                 Err(e) => {
                     log::warn!("redis health check failed: {}", Chain(&e));

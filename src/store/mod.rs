@@ -22,7 +22,7 @@ use crate::domain::{ParticipantId, PositionView, SessionId};
 pub enum StoreError {
     /// Redis could not be reached or answered an error.
     #[error("ephemeral store unavailable")]
-    Redis(#[from] redis::RedisError),
+    Redis(#[from] crate::redis_link::RedisError),
     /// A value could not be written or read back as JSON.
     #[error("ephemeral store value unreadable")]
     Corrupt(#[from] serde_json::Error),

@@ -1,121 +1,22 @@
-//! Redis: the shared connection (from a deadpool-redis pool, which reconnects by itself) and the
-//! store on it.
+//! The store on Redis, one node or a cluster: every key of a session carries the session id as
+//! its hash tag, so a session's state lives in one slot and multi-key commands never cross slots.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use deadpool_redis::redis;
-use deadpool_redis::redis::aio::MultiplexedConnection;
-use deadpool_redis::{Config, Pool, Runtime, Timeouts};
 use futures_util::future::BoxFuture;
 
 use super::{ArrivalMap, EphemeralStore, SeenMap, StoreResult};
 use crate::domain::{ParticipantId, PositionView, SessionId};
-
-/// How long a Redis call may take before it counts as down.
-pub const DEADLINE: Duration = Duration::from_secs(1);
-
-/// Failures talking to Redis; each keeps its cause as its `source`.
-#[derive(Debug, thiserror::Error)]
-pub enum RedisError {
-    /// The pool could not be built from the URL.
-    #[error("invalid Redis configuration")]
-    Config(#[source] deadpool_redis::CreatePoolError),
-    /// The URL could not be read by the Redis client.
-    #[error("invalid Redis URL")]
-    Url(#[source] redis::RedisError),
-    /// No connection could be had from the pool.
-    #[error("no Redis connection")]
-    Pool(#[source] deadpool_redis::PoolError),
-    /// A command failed.
-    #[error("Redis command failed")]
-    Command(#[source] redis::RedisError),
-    /// The call took longer than [`DEADLINE`].
-    #[error("Redis call timed out")]
-    Timeout,
-    /// The shared connection's slot was poisoned by a panic while held.
-    #[error("Redis connection slot poisoned")]
-    Poisoned,
-}
-
-/// Redis connections: one multiplexed connection that every call shares (redis pipelines
-/// concurrent commands on it), borrowed from a deadpool pool.
-///
-/// Taking a fresh pooled connection per call cost a health-check round trip (deadpool-redis
-/// sends `UNWATCH` + `PING` on every checkout) on top of each command. The shared connection is
-/// checked out once and handed back when a call on it fails or times out: the pool then checks
-/// it, replacing it if it is broken, before anyone uses it again. Nothing here uses `WATCH` or
-/// blocking commands, so sharing one connection changes no command's meaning.
-#[derive(Clone)]
-pub struct RedisPool {
-    pool: Pool,
-    shared: Arc<Mutex<Option<deadpool_redis::Connection>>>,
-}
-
-impl RedisPool {
-    /// Builds the pool; no connection is opened until first use.
-    pub fn new(url: &str) -> Result<Self, RedisError> {
-        let mut cfg = Config::from_url(url);
-        let mut pool_cfg = deadpool_redis::PoolConfig::new(32);
-        pool_cfg.timeouts = Timeouts { wait: Some(DEADLINE), create: Some(DEADLINE), recycle: Some(DEADLINE) };
-        cfg.pool = Some(pool_cfg);
-        let pool = cfg.create_pool(Some(Runtime::Tokio1)).map_err(RedisError::Config)?;
-        Ok(Self { pool, shared: Arc::new(Mutex::new(None)) })
-    }
-
-    /// The shared connection, checked out of the pool if none is held.
-    async fn connection(&self) -> Result<MultiplexedConnection, RedisError> {
-        if let Some(conn) = self.held() {
-            return Ok(conn);
-        }
-        let fresh = self.pool.get().await.map_err(RedisError::Pool)?;
-        let mut slot = self.shared.lock().map_err(|_| RedisError::Poisoned)?;
-        // Another call may have checked one out meanwhile: keep the first, return this one.
-        Ok(MultiplexedConnection::clone(slot.get_or_insert(fresh)))
-    }
-
-    fn held(&self) -> Option<MultiplexedConnection> {
-        self.shared.lock().ok()?.as_ref().map(|c| MultiplexedConnection::clone(c))
-    }
-
-    /// Hands the shared connection back to the pool after a failure on it.
-    fn release(&self) {
-        if let Ok(mut slot) = self.shared.lock() {
-            slot.take();
-        }
-    }
-
-    /// Runs `f` on the shared connection within [`DEADLINE`]; a failure releases the connection.
-    async fn run<T, F>(&self, f: F) -> Result<T, RedisError>
-    where
-        F: FnOnce(MultiplexedConnection) -> BoxFuture<'static, Result<T, redis::RedisError>>,
-    {
-        let call = async {
-            let conn = self.connection().await?;
-            f(conn).await.map_err(RedisError::Command)
-        };
-        let result = tokio::time::timeout(DEADLINE, call).await.unwrap_or(Err(RedisError::Timeout));
-        if result.is_err() {
-            self.release();
-        }
-        result
-    }
-
-    /// Round-trips `PING`; the latency on success.
-    pub async fn ping(&self) -> Result<Duration, RedisError> {
-        let started = Instant::now();
-        self.run(|mut c| Box::pin(async move { redis::cmd("PING").query_async::<String>(&mut c).await })).await?;
-        Ok(started.elapsed())
-    }
-}
+use crate::redis_link::{Conn, RedisLink};
 
 /// The Redis store: one key per location (`SET … PX ttl`, so value and TTL are set together),
 /// an index set per session, a hash of last-seen times and the session's last activity.
 /// Keys share a `{session}` hash tag so a session's keys live on one cluster slot.
 pub struct RedisStore {
-    pool: RedisPool,
+    link: RedisLink,
     ttl_ms: u64,
     /// How long session-wide keys outlive their last write: they are deleted when the
     /// session ends; this only bounds what a crashed cleanup could leave behind.
@@ -144,17 +45,17 @@ fn arrivals_key(session: SessionId, epoch: u64) -> String {
 }
 
 impl RedisStore {
-    /// A store over `pool` whose locations live `ttl`; session-wide keys expire after `keep` unwritten.
-    pub fn new(pool: RedisPool, ttl: Duration, keep: Duration) -> Self {
+    /// A store over `link` whose locations live `ttl`; session-wide keys expire after `keep` unwritten.
+    pub fn new(link: RedisLink, ttl: Duration, keep: Duration) -> Self {
         let ms = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX).max(1);
-        Self { pool, ttl_ms: ms(ttl), keep_ms: ms(keep) }
+        Self { link, ttl_ms: ms(ttl), keep_ms: ms(keep) }
     }
 
     async fn run<T, F>(&self, f: F) -> StoreResult<T>
     where
-        F: FnOnce(MultiplexedConnection) -> BoxFuture<'static, Result<T, redis::RedisError>>,
+        F: FnOnce(Conn) -> BoxFuture<'static, Result<T, redis::RedisError>>,
     {
-        Ok(self.pool.run(f).await?)
+        Ok(self.link.run(f).await?)
     }
 }
 

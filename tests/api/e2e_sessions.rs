@@ -9,7 +9,8 @@ use std::time::{Duration, Instant};
 use chrono::Utc;
 use location_sharing::domain::{LocationView, PositionView, Sealed, SealedView, SessionId};
 use location_sharing::realtime::messages::{ClusterEvent, Crash, RemoteEvent};
-use location_sharing::store::redis::{RedisPool, RedisStore};
+use location_sharing::redis_link::RedisLink;
+use location_sharing::store::redis::RedisStore;
 use location_sharing::store::EphemeralStore;
 use serde_json::{json, Value};
 
@@ -131,9 +132,9 @@ async fn store_snapshot(app: &TestApp, watcher: &mut WsClient, sid: &str) -> Val
 
 /// A Redis store on the test Redis (the app's keys and layout), when the run has one.
 fn redis_store(app: &TestApp) -> Option<RedisStore> {
-    let url = app.settings.redis_url.as_ref()?.expose().to_owned();
-    let pool = RedisPool::new(&url).unwrap_or_else(|e| panic!("a Redis pool on {url}: {e}"));
-    Some(RedisStore::new(pool, app.settings.limits.location_ttl, Duration::from_secs(600)))
+    let url = app.settings.redis_url.as_ref()?;
+    let link = RedisLink::new(url, None, None).unwrap_or_else(|e| panic!("a Redis link to {url}: {e}"));
+    Some(RedisStore::new(link, app.settings.limits.location_ttl, Duration::from_secs(600)))
 }
 
 /// The positions Redis holds for a session, by user id.

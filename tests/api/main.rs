@@ -19,6 +19,7 @@ mod log_secrets;
 mod participants;
 mod process;
 mod rate_advice;
+mod redis_tls;
 mod sessions;
 mod shutdown;
 mod slow_clients;

@@ -288,6 +288,29 @@ async fn links_follow_public_url_and_join_base_url() {
 }
 
 #[actix_rt::test]
+async fn websocket_url_names_the_session_for_affine_routing_when_asked() {
+    let app = spawn_app_with(|vars| {
+        vars.insert("WEBSOCKET_URL_SID".into(), "true".into());
+    })
+    .await;
+    let session = app.new_session().await;
+    let joined = app.join_as(&session.id, "Ana").await;
+    let expected = format!("ws://localhost:4000/socket/websocket?sid={}", session.id);
+    assert_eq!(joined.json["websocket_url"], expected.as_str());
+    // A client that keeps the URL's query and adds its own is served as any other.
+    let handshake = crate::ws_client::Handshake {
+        token: Some(joined.token.clone()),
+        vsn: Some("2.0.0".into()),
+        query: vec![("sid".into(), session.id.clone())],
+        ..Default::default()
+    };
+    let mut socket = crate::ws_client::WsClient::connect_with(&app, &handshake)
+        .await
+        .unwrap_or_else(|status| panic!("the handshake with ?sid= was refused with {status}"));
+    socket.join(&format!("location:{}", session.id)).await.assert_ok("join through the sid URL");
+}
+
+#[actix_rt::test]
 async fn show_session_has_the_full_shape() {
     let app = spawn_app().await;
     let created = app.create_session(&json!({"name": "Shape", "expires_in_minutes": 90})).await;

@@ -150,6 +150,8 @@ pub struct Handshake {
     pub origin: Option<String>,
     /// Other request headers.
     pub headers: Vec<(String, String)>,
+    /// Query parameters before `token` and `vsn`, as a `websocket_url` may carry (`sid=…`).
+    pub query: Vec<(String, String)>,
 }
 
 impl WsClient {
@@ -189,7 +191,7 @@ impl WsClient {
 
     /// Opens a socket on any server (`http://host:port`), also one the test did not spawn in-process.
     pub async fn connect_to(address: &str, handshake: &Handshake) -> Result<Self, u16> {
-        let mut query = Vec::new();
+        let mut query: Vec<String> = handshake.query.iter().map(|(k, v)| format!("{k}={v}")).collect();
         if let Some(token) = &handshake.token {
             query.push(format!("token={token}"));
         }

@@ -83,6 +83,10 @@ pub enum ClusterEvent {
         /// The destination it arrived at ([`Destination::epoch`]); stale ones are ignored.
         epoch: u64,
     },
+    /// The sending replica subscribed to the session's channel: whoever held the session's
+    /// positions back, because nobody else listened, sends them from now on. Handled by the bus
+    /// itself, never delivered to a session.
+    Listening,
     /// A participant departed from the destination, announced once like an arrival.
     Departed {
         /// Who.
@@ -148,8 +152,9 @@ impl ClusterEvent {
     }
 
     /// Every kind this version reads (`t`).
-    pub(super) const KINDS: [&'static str; 11] = [
+    pub(super) const KINDS: [&'static str; 12] = [
         "location",
+        "listening",
         "sealed_location",
         "joined",
         "left",
@@ -233,6 +238,7 @@ mod tests {
                 ),
             },
             ClusterEvent::DestinationCleared,
+            ClusterEvent::Listening,
             ClusterEvent::SessionUpdated { name: None, locked: true },
             ClusterEvent::Arrived {
                 user_id: user,

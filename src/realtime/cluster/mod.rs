@@ -8,32 +8,37 @@
 //! restart the subscriber reconnects and resubscribes by itself; `pubsub_connected` and
 //! `pubsub_reconnects_total` show its health. On a single node (no `REDIS_URL`) the bus is off and
 //! every call is a no-op.
+//!
+//! On one Redis it uses `PUBLISH`/`SUBSCRIBE` (`standalone.rs`); on a Redis Cluster, sharded
+//! pub/sub (`SPUBLISH`/`SSUBSCRIBE`, `sharded.rs`), so a message reaches only the shard owning its
+//! session. The channel `ls:bus:{session}` has the session id as its hash tag: the same slot as
+//! the session's keys. Positions are not published while nobody but this replica listens
+//! (`publisher.rs`).
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
 mod events;
+mod publisher;
+mod sharded;
+mod standalone;
 
 use actix::Recipient;
 use bytes::Bytes;
-use deadpool_redis::redis;
-use futures_util::StreamExt;
 use tokio::sync::{mpsc, oneshot};
 
 use super::messages::RemoteEvent;
-use crate::config::RedisUrl;
 use crate::domain::SessionId;
 use crate::metrics::Metrics;
-use crate::store::redis::{RedisError, DEADLINE};
+use crate::redis_link::RedisLink;
 use crate::telemetry::Chain;
 pub use events::ClusterEvent;
 use events::Refused;
+use publisher::Outgoing;
 
 /// Messages waiting to be published before new ones are dropped.
 const PUBLISH_QUEUE: usize = 65_536;
-/// Messages sent in one pipeline.
-const PUBLISH_BATCH: usize = 256;
 /// How long a session actor waits for its subscription to be confirmed.
 const SUBSCRIBE_DEADLINE: Duration = Duration::from_secs(1);
 
@@ -44,10 +49,41 @@ pub struct ClusterBus {
 }
 
 struct Inner {
-    replica: String,
-    publish: mpsc::Sender<(String, Bytes)>,
+    queue: Queue,
     control: mpsc::UnboundedSender<Control>,
+}
+
+/// The way into the publisher: encodes an event with this replica's id in front and queues it.
+#[derive(Clone)]
+struct Queue {
+    replica: String,
+    publish: mpsc::Sender<Outgoing>,
     metrics: Arc<Metrics>,
+}
+
+impl Queue {
+    /// Queues `event` for `channel`; never waits (drops when the queue is full).
+    fn push(&self, channel: String, event: &ClusterEvent) {
+        let json = match serde_json::to_vec(event) {
+            Ok(json) => json,
+            Err(e) => return log::error!("cannot encode cluster event: {}", Chain(&e)),
+        };
+        let mut payload = Vec::with_capacity(self.replica.len() + 1 + json.len());
+        payload.extend_from_slice(self.replica.as_bytes());
+        payload.push(b'\n');
+        payload.extend_from_slice(&json);
+        let position = matches!(event, ClusterEvent::Location { .. } | ClusterEvent::SealedLocation { .. });
+        if self.publish.try_send(Outgoing { channel, payload: Bytes::from(payload), position }).is_err() {
+            self.metrics.pubsub_dropped.inc();
+        }
+    }
+
+    /// Tells the other replicas this one listens to `channels` now (after (re)subscribing).
+    fn listening<'a>(&self, channels: impl IntoIterator<Item = &'a String>) {
+        for channel in channels {
+            self.push(channel.clone(), &ClusterEvent::Listening);
+        }
+    }
 }
 
 enum Control {
@@ -71,14 +107,16 @@ impl ClusterBus {
     }
 
     /// Starts the publisher and subscriber tasks on the current runtime.
-    pub fn start(url: &RedisUrl, metrics: Arc<Metrics>) -> Result<Self, RedisError> {
-        let client = redis::Client::open(url.expose()).map_err(RedisError::Url)?;
+    pub fn start(link: RedisLink, metrics: Arc<Metrics>) -> Self {
         let replica = uuid::Uuid::new_v4().simple().to_string();
         let (publish, publish_rx) = mpsc::channel(PUBLISH_QUEUE);
+        let (heard, heard_rx) = mpsc::unbounded_channel();
         let (control, control_rx) = mpsc::unbounded_channel();
-        actix_web::rt::spawn(publisher(client.clone(), publish_rx, metrics.clone()));
-        actix_web::rt::spawn(subscriber(client, replica.clone(), control_rx, metrics.clone()));
-        Ok(Self { inner: Some(Arc::new(Inner { replica, publish, control, metrics })) })
+        actix_web::rt::spawn(publisher::run(link.clone(), publish_rx, heard_rx, metrics.clone()));
+        let queue = Queue { replica: replica.clone(), publish, metrics: metrics.clone() };
+        let inbox = Inbox::new(replica, heard, metrics.clone());
+        actix_web::rt::spawn(subscriber(link, inbox, queue.clone(), control_rx, metrics));
+        Self { inner: Some(Arc::new(Inner { queue, control })) }
     }
 
     /// True when replicas share this bus.
@@ -95,32 +133,24 @@ impl ClusterBus {
 
     /// Publishes an event of `session` to the other replicas; never waits (drops when the queue is full).
     pub fn publish(&self, session: SessionId, event: &ClusterEvent) {
-        let Some(inner) = &self.inner else {
-            return;
-        };
-        let json = match serde_json::to_vec(event) {
-            Ok(json) => json,
-            Err(e) => return log::error!("cannot encode cluster event: {}", Chain(&e)),
-        };
-        let mut payload = Vec::with_capacity(inner.replica.len() + 1 + json.len());
-        payload.extend_from_slice(inner.replica.as_bytes());
-        payload.push(b'\n');
-        payload.extend_from_slice(&json);
-        if inner.publish.try_send((channel_of(session), Bytes::from(payload))).is_err() {
-            inner.metrics.pubsub_dropped.inc();
+        if let Some(inner) = &self.inner {
+            inner.queue.push(channel_of(session), event);
         }
     }
 
     /// Subscribes to a session's channel; resolves once Redis confirmed it (or at once when the
-    /// bus is off or down: delivery is then local only until it recovers).
+    /// bus is off or down: delivery is then local only until it recovers), then tells the
+    /// replicas already there.
     pub async fn subscribe(&self, session: SessionId) {
         let Some(inner) = &self.inner else {
             return;
         };
         let (tx, rx) = oneshot::channel();
-        if inner.control.send(Control::Subscribe(channel_of(session), tx)).is_ok() {
+        let channel = channel_of(session);
+        if inner.control.send(Control::Subscribe(channel.clone(), tx)).is_ok() {
             let _ = tokio::time::timeout(SUBSCRIBE_DEADLINE, rx).await;
         }
+        inner.queue.listening([&channel]);
     }
 
     /// Drops one subscription to a session's channel.
@@ -135,59 +165,6 @@ impl ClusterBus {
 fn split_origin(payload: &[u8]) -> Option<(&str, &[u8])> {
     let split = payload.iter().position(|b| *b == b'\n')?;
     Some((std::str::from_utf8(&payload[..split]).ok()?, &payload[split + 1..]))
-}
-
-/// Publishes queued messages in order, a pipeline at a time, on a connection of its own.
-///
-/// The connection is opened here, so the task that drives it runs on this thread too: publishing
-/// through a connection driven from another thread cost two more thread hops per message.
-async fn publisher(client: redis::Client, mut queue: mpsc::Receiver<(String, Bytes)>, metrics: Arc<Metrics>) {
-    let mut batch = Vec::with_capacity(PUBLISH_BATCH);
-    let mut conn = None;
-    while queue.recv_many(&mut batch, PUBLISH_BATCH).await > 0 {
-        let mut pipe = redis::pipe();
-        for (channel, payload) in &batch {
-            pipe.cmd("PUBLISH").arg(channel).arg(payload.as_ref()).ignore();
-        }
-        let failure = match tokio::time::timeout(DEADLINE, publish(&client, &mut conn, &pipe)).await {
-            Ok(Ok(())) => None,
-            Ok(Err(e)) => Some(RedisError::Command(e)),
-            Err(_) => Some(RedisError::Timeout),
-        };
-        match failure {
-            None => metrics.pubsub_published.inc_by(batch.len() as u64),
-            Some(e) => {
-                log::warn!("cluster publish failed: {}", Chain(&e));
-                conn = None;
-                drop_backlog(&mut queue, &batch, &metrics);
-            }
-        }
-        batch.clear();
-    }
-}
-
-/// Sends one pipeline, connecting first if need be.
-async fn publish(
-    client: &redis::Client,
-    conn: &mut Option<redis::aio::MultiplexedConnection>,
-    pipe: &redis::Pipeline,
-) -> redis::RedisResult<()> {
-    if conn.is_none() {
-        *conn = Some(client.get_multiplexed_async_connection().await?);
-    }
-    match conn.as_mut() {
-        Some(c) => pipe.query_async(c).await,
-        None => Ok(()),
-    }
-}
-
-/// While Redis is down, queued broadcasts are stale by the time it returns: drop them, briefly.
-fn drop_backlog(queue: &mut mpsc::Receiver<(String, Bytes)>, batch: &[(String, Bytes)], metrics: &Metrics) {
-    let mut dropped = batch.len() as u64;
-    while queue.try_recv().is_ok() {
-        dropped += 1;
-    }
-    metrics.pubsub_dropped.inc_by(dropped);
 }
 
 /// Reconnection delays: doubling from 100 ms to at most 2 s, back to the start once connected.
@@ -216,148 +193,169 @@ impl Backoff {
     }
 }
 
-/// Keeps one pub/sub connection, its subscriptions, and delivers what arrives.
-async fn subscriber(
-    client: redis::Client,
+/// Decodes what arrives from other replicas and hands it to the registry.
+struct Inbox {
     replica: String,
-    mut control: mpsc::UnboundedReceiver<Control>,
+    deliver: Option<Recipient<RemoteEvent>>,
+    /// The publisher's ear for `Listening`.
+    heard: mpsc::UnboundedSender<String>,
+    unknown_logged: HashSet<String>,
     metrics: Arc<Metrics>,
-) {
-    let mut wanted: HashMap<String, usize> = HashMap::new();
-    let mut deliver: Option<Recipient<RemoteEvent>> = None;
-    let mut unknown_logged: HashSet<String> = HashSet::new();
-    let mut backoff = Backoff::new();
-    let mut connected_before = false;
-    loop {
-        let connection = match tokio::time::timeout(Duration::from_secs(2), client.get_async_pubsub()).await {
-            Ok(Ok(c)) => Some(c),
-            Ok(Err(e)) => {
-                log::warn!("cluster bus: cannot connect to Redis: {}", Chain(&e));
-                None
-            }
-            Err(_) => {
-                log::warn!("cluster bus: connecting to Redis timed out");
-                None
+}
+
+impl Inbox {
+    fn new(replica: String, heard: mpsc::UnboundedSender<String>, metrics: Arc<Metrics>) -> Self {
+        Self { replica, deliver: None, heard, unknown_logged: HashSet::new(), metrics }
+    }
+
+    /// One message of `channel`.
+    fn receive(&mut self, channel: &str, payload: &[u8]) {
+        let Some(session) = session_of(channel) else { return };
+        let (origin, body) = match split_origin(payload) {
+            // Our own messages come back from Redis: skipped before any parsing.
+            Some((origin, _)) if origin == self.replica => return,
+            Some(split) => split,
+            None => {
+                self.metrics.pubsub_refused.with_label_values(&["unreadable"]).inc();
+                log::warn!("cluster bus: a message without its origin on {channel}");
+                return;
             }
         };
-        let Some(connection) = connection else {
-            metrics.pubsub_connected.set(0);
-            // Keep bookkeeping while down, so the next connection subscribes to the right set.
-            let sleep = tokio::time::sleep(backoff.failed());
-            tokio::pin!(sleep);
-            loop {
-                tokio::select! {
-                    _ = &mut sleep => break,
-                    msg = control.recv() => match msg {
-                        None => return,
-                        Some(msg) => apply_offline(msg, &mut wanted, &mut deliver),
-                    },
+        match ClusterEvent::decode(body) {
+            Ok(ClusterEvent::Listening) => {
+                self.metrics.pubsub_received.inc();
+                let _ = self.heard.send(channel.to_owned());
+            }
+            Ok(event) => {
+                self.metrics.pubsub_received.inc();
+                if let Some(deliver) = &self.deliver {
+                    deliver.do_send(RemoteEvent { session, origin: origin.into(), event });
                 }
             }
-            continue;
-        };
-        let (mut sink, mut stream) = connection.split();
-        let channels: Vec<&String> = wanted.keys().collect();
-        let resubscribed = if channels.is_empty() { Ok(()) } else { sink.subscribe(channels).await };
-        if let Err(e) = resubscribed {
-            log::warn!("cluster bus: resubscribing failed: {}", Chain(&e));
-            tokio::time::sleep(backoff.failed()).await;
-            continue;
-        }
-        if connected_before {
-            metrics.pubsub_reconnects.inc();
-            log::info!("cluster bus: reconnected, {} channel(s) resubscribed", wanted.len());
-        }
-        connected_before = true;
-        backoff.connected();
-        metrics.pubsub_connected.set(1);
-        loop {
-            tokio::select! {
-                msg = stream.next() => {
-                    let Some(msg) = msg else { break };
-                    let Some(session) = session_of(msg.get_channel_name()) else { continue };
-                    let (origin, body) = match split_origin(msg.get_payload_bytes()) {
-                        // Our own messages come back from Redis: skipped before any parsing.
-                        Some((origin, _)) if origin == replica => continue,
-                        Some(split) => split,
-                        None => {
-                            metrics.pubsub_refused.with_label_values(&["unreadable"]).inc();
-                            log::warn!("cluster bus: a message without its origin on {}", msg.get_channel_name());
-                            continue;
-                        }
-                    };
-                    match ClusterEvent::decode(body) {
-                        Ok(event) => {
-                            metrics.pubsub_received.inc();
-                            if let Some(deliver) = &deliver {
-                                deliver.do_send(RemoteEvent { session, origin: origin.into(), event });
-                            }
-                        }
-                        Err(Refused::Unknown(kind)) => {
-                            metrics.pubsub_refused.with_label_values(&["unknown_event"]).inc();
-                            if unknown_logged.insert(kind.clone()) {
-                                log::warn!("cluster bus: ignoring {kind:?} events from replica {origin} (a newer version?)");
-                            }
-                        }
-                        Err(Refused::Unreadable(e)) => {
-                            metrics.pubsub_refused.with_label_values(&["unreadable"]).inc();
-                            // Not serde's message: it quotes the value at fault, which may be a coordinate.
-                            log::warn!(
-                                "cluster bus: unreadable message from replica {origin}: {:?} error at line {}, column {}",
-                                e.classify(),
-                                e.line(),
-                                e.column()
-                            );
-                        }
-                    }
+            Err(Refused::Unknown(kind)) => {
+                self.metrics.pubsub_refused.with_label_values(&["unknown_event"]).inc();
+                if self.unknown_logged.insert(kind.clone()) {
+                    log::warn!("cluster bus: ignoring {kind:?} events from replica {origin} (a newer version?)");
                 }
-                ctl = control.recv() => match ctl {
-                    None => return,
-                    Some(Control::Attach(r)) => deliver = Some(r),
-                    Some(Control::Subscribe(channel, done)) => {
-                        let count = wanted.entry(channel.clone()).or_insert(0);
-                        *count += 1;
-                        let ok = *count > 1 || sink.subscribe(&channel).await.is_ok();
-                        let _ = done.send(ok);
-                    }
-                    Some(Control::Unsubscribe(channel)) => {
-                        if release(&mut wanted, &channel) {
-                            let _ = sink.unsubscribe(&channel).await;
-                        }
-                    }
-                },
+            }
+            Err(Refused::Unreadable(e)) => {
+                self.metrics.pubsub_refused.with_label_values(&["unreadable"]).inc();
+                // Not serde's message: it quotes the value at fault, which may be a coordinate.
+                log::warn!(
+                    "cluster bus: unreadable message from replica {origin}: {:?} error at line {}, column {}",
+                    e.classify(),
+                    e.line(),
+                    e.column()
+                );
             }
         }
-        log::warn!("cluster bus: connection to Redis lost; reconnecting");
-        metrics.pubsub_connected.set(0);
     }
 }
 
-fn apply_offline(msg: Control, wanted: &mut HashMap<String, usize>, deliver: &mut Option<Recipient<RemoteEvent>>) {
+/// The channels this replica wants, reference-counted by the session actors asking.
+#[derive(Default)]
+struct Wanted(HashMap<String, usize>);
+
+impl Wanted {
+    /// Adds one reference; true when it is the first (the channel must be subscribed).
+    fn add(&mut self, channel: &str) -> bool {
+        let count = self.0.entry(channel.to_owned()).or_insert(0);
+        *count += 1;
+        *count == 1
+    }
+
+    /// Drops one reference; true when it was the last (the channel must be unsubscribed).
+    fn release(&mut self, channel: &str) -> bool {
+        match self.0.get_mut(channel) {
+            Some(count) if *count > 1 => {
+                *count -= 1;
+                false
+            }
+            Some(_) => {
+                self.0.remove(channel);
+                true
+            }
+            None => false,
+        }
+    }
+
+    fn contains(&self, channel: &str) -> bool {
+        self.0.contains_key(channel)
+    }
+
+    fn channels(&self) -> impl Iterator<Item = &String> {
+        self.0.keys()
+    }
+
+    fn len(&self) -> usize {
+        self.0.len()
+    }
+}
+
+/// Applies a control message while no connection is up: bookkeeping only, so the next
+/// connection subscribes to the right set.
+fn apply_offline(msg: Control, wanted: &mut Wanted, inbox: &mut Inbox) {
     match msg {
-        Control::Attach(r) => *deliver = Some(r),
+        Control::Attach(r) => inbox.deliver = Some(r),
         Control::Subscribe(channel, done) => {
-            *wanted.entry(channel).or_insert(0) += 1;
+            wanted.add(&channel);
             let _ = done.send(false);
         }
         Control::Unsubscribe(channel) => {
-            release(wanted, &channel);
+            wanted.release(&channel);
         }
     }
 }
 
-/// Drops one reference; true when it was the last.
-fn release(wanted: &mut HashMap<String, usize>, channel: &str) -> bool {
-    match wanted.get_mut(channel) {
-        Some(count) if *count > 1 => {
-            *count -= 1;
-            false
+/// Waits `delay` while keeping the bookkeeping; false when the bus was dropped.
+async fn wait_offline(
+    delay: Duration,
+    control: &mut mpsc::UnboundedReceiver<Control>,
+    wanted: &mut Wanted,
+    inbox: &mut Inbox,
+) -> bool {
+    let sleep = tokio::time::sleep(delay);
+    tokio::pin!(sleep);
+    loop {
+        tokio::select! {
+            _ = &mut sleep => return true,
+            msg = control.recv() => match msg {
+                None => return false,
+                Some(msg) => apply_offline(msg, wanted, inbox),
+            },
         }
-        Some(_) => {
-            wanted.remove(channel);
-            true
+    }
+}
+
+/// Finds out what Redis is, then keeps the subscriptions of that kind.
+async fn subscriber(
+    link: RedisLink,
+    mut inbox: Inbox,
+    queue: Queue,
+    mut control: mpsc::UnboundedReceiver<Control>,
+    metrics: Arc<Metrics>,
+) {
+    let mut wanted = Wanted::default();
+    let mut backoff = Backoff::new();
+    let cluster = loop {
+        match link.is_cluster().await {
+            Ok(cluster) => break cluster,
+            Err(e) => {
+                metrics.pubsub_connected.set(0);
+                log::warn!("cluster bus: cannot reach Redis: {}", Chain(&e));
+                if !wait_offline(backoff.failed(), &mut control, &mut wanted, &mut inbox).await {
+                    return;
+                }
+            }
         }
-        None => false,
+    };
+    if cluster {
+        sharded::run(link, inbox, queue, wanted, control, metrics).await;
+    } else {
+        match link.single_client() {
+            Ok(client) => standalone::run(client, inbox, queue, wanted, control, metrics).await,
+            Err(e) => log::error!("cluster bus: cannot use REDIS_URL: {}", Chain(&e)),
+        }
     }
 }
 
@@ -385,15 +383,26 @@ mod tests {
 
     #[test]
     fn subscriptions_are_counted() {
-        let mut wanted = HashMap::new();
-        let mut registry = None;
+        let mut wanted = Wanted::default();
+        let mut inbox = Inbox::new("r".into(), mpsc::unbounded_channel().0, Arc::new(Metrics::new()));
         let (tx, _rx) = oneshot::channel();
-        apply_offline(Control::Subscribe("a".into(), tx), &mut wanted, &mut registry);
-        let (tx, _rx) = oneshot::channel();
-        apply_offline(Control::Subscribe("a".into(), tx), &mut wanted, &mut registry);
-        assert!(!release(&mut wanted, "a"));
-        assert!(release(&mut wanted, "a"));
-        assert!(wanted.is_empty());
+        apply_offline(Control::Subscribe("a".into(), tx), &mut wanted, &mut inbox);
+        assert!(!wanted.add("a"));
+        assert!(!wanted.release("a"));
+        assert!(wanted.release("a"));
+        assert!(wanted.len() == 0 && !wanted.release("a"));
+    }
+
+    #[test]
+    fn a_replica_announcing_itself_reaches_the_publisher_not_a_session() {
+        let (heard, mut heard_rx) = mpsc::unbounded_channel();
+        let mut inbox = Inbox::new("me".into(), heard, Arc::new(Metrics::new()));
+        let channel = channel_of(SessionId::new());
+        let body = serde_json::to_vec(&ClusterEvent::Listening).unwrap_or_default();
+        inbox.receive(&channel, &[b"me\n".as_slice(), &body].concat());
+        assert!(heard_rx.try_recv().is_err(), "our own announcement is ignored");
+        inbox.receive(&channel, &[b"other\n".as_slice(), &body].concat());
+        assert_eq!(heard_rx.try_recv().ok(), Some(channel));
     }
 
     #[test]

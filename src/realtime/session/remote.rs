@@ -40,6 +40,8 @@ impl SessionActor {
             ClusterEvent::Ended { reason } => self.end(reason, false, ctx),
             ClusterEvent::DestinationSet { destination } => self.destination_changed(Some(destination)),
             ClusterEvent::DestinationCleared => self.destination_changed(None),
+            // The bus's own business (see `ClusterEvent::Listening`).
+            ClusterEvent::Listening => {}
             ClusterEvent::SessionUpdated { name, locked } => self.session_updated(name, locked),
             ClusterEvent::Arrived { user_id, arrived_at, epoch } => {
                 self.remote_transition(user_id, Transition::Arrived, arrived_at, epoch)
