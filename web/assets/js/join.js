@@ -193,7 +193,9 @@ function startLive() {
   document.addEventListener('visibilitychange', sendViewing);
 
   socket = new Socket(socketEndpoint(), {
-    params: { token: state.me.token },
+    // `sid` lets an ingress hashing on it keep a session's sockets on one replica (README,
+    // Session-affine routing); the server reads only the token.
+    params: { sid, token: state.me.token },
     onStateChange: connectionChanged,
     onOpenFailure: (tries) => {
       if (tries >= PROBE_AFTER_FAILURES && tries % PROBE_AFTER_FAILURES === 0) probe();
