@@ -73,7 +73,7 @@ impl Target {
 pub struct Args {
     /// The mode.
     pub mode: Mode,
-    /// Servers: REST goes to the first; WebSockets are spread over all (replicas).
+    /// Servers: REST goes to the first; WebSockets are spread over all (replicas; see `affine`).
     pub urls: Vec<Target>,
     /// Worker threads per process, each with its own event loop.
     pub threads: usize,
@@ -91,6 +91,9 @@ pub struct Args {
     pub sessions: usize,
     /// Fanout: participants per session.
     pub participants: usize,
+    /// Fanout: every participant of a session connects to the same replica (session index modulo
+    /// the replicas), instead of participants alternating between them.
+    pub affine: bool,
     /// Fanout: updates per second per participant; churn: cycles per second.
     pub rate: f64,
     /// Idle: sockets.
@@ -150,7 +153,7 @@ struct Cli {
     mode: ModeCli,
 
     /// Server(s), http://IP:PORT; REST goes to the first, WebSockets are spread over all
-    /// (replicas sharing Redis)
+    /// (replicas sharing Redis; fanout --affine keeps each session on one)
     #[arg(
         long = "url",
         value_name = "URL[,URL…]",
@@ -282,6 +285,11 @@ struct FanoutCli {
         value_parser = seconds(true, 600.0),
     )]
     drain: f64,
+    /// Session-affine sockets over several --url replicas: every participant of session i
+    /// connects to replica i mod N (as an ingress hashing on the session id would), instead of
+    /// the participants of every session alternating between the replicas
+    #[arg(long)]
+    affine: bool,
     #[command(flatten)]
     heartbeat: HeartbeatCli,
     #[command(flatten)]
@@ -486,6 +494,7 @@ where
         warmup: 5.0,
         sessions: 20,
         participants: 50,
+        affine: false,
         rate: 1.0,
         sockets: 1000,
         per_session: 50,
@@ -505,7 +514,7 @@ where
         ModeCli::Fanout(m) => {
             a.mode = Mode::Fanout;
             (a.sessions, a.participants, a.rate, a.duration) = (m.sessions, m.participants, m.rate, m.duration);
-            (a.warmup, a.drain) = (m.warmup, m.drain);
+            (a.warmup, a.drain, a.affine) = (m.warmup, m.drain, m.affine);
             a.heartbeat = m.heartbeat.heartbeat;
             a.setup_concurrency = m.setup.setup_concurrency;
         }
@@ -583,6 +592,9 @@ impl Args {
                 push("--rate", self.rate.to_string());
                 push("--warmup", self.warmup.to_string());
                 push("--drain", self.drain.to_string());
+                if self.affine {
+                    v.push("--affine".to_owned());
+                }
             }
             Mode::Idle => {
                 push("--heartbeat", self.heartbeat.to_string());
@@ -647,6 +659,7 @@ mod tests {
         let a = run("fanout").unwrap_or_else(|e| panic!("{e}"));
         assert_eq!((a.sessions, a.participants, a.rate, a.duration, a.warmup), (20, 50, 1.0, 60.0, 5.0));
         assert_eq!((a.drain, a.heartbeat, a.setup_concurrency), (2.0, 30.0, 32));
+        assert!(!a.affine, "sockets alternate between replicas unless --affine");
         assert_eq!(a.source_addrs.to_string(), DEFAULT_SOURCE_ADDRS);
         assert_eq!(a.urls[0].addr, "127.0.0.1:4000".parse().unwrap_or_else(|e| panic!("{e}")));
         assert_eq!(a.urls[0].host, "127.0.0.1:4000");
@@ -682,6 +695,31 @@ mod tests {
     }
 
     #[test]
+    fn affine_is_a_fanout_flag() {
+        let a =
+            run("fanout --affine --url http://127.0.0.1:4001,http://127.0.0.1:4002").unwrap_or_else(|e| panic!("{e}"));
+        assert!(a.affine);
+        assert_eq!(a.urls.len(), 2);
+        // With one replica it changes nothing, but is accepted.
+        assert_eq!(run("fanout --sessions 3 --affine").map(|a| (a.affine, a.sessions)), Ok((true, 3)));
+        for (line, needle) in [
+            ("fanout --affine=yes", "unexpected value 'yes' for '--affine'"),
+            ("fanout --affine --affine", "'--affine' cannot be used multiple times"),
+            ("idle --affine", "unexpected argument '--affine'"),
+            ("churn --affine", "unexpected argument '--affine'"),
+            ("rest --affine", "unexpected argument '--affine'"),
+        ] {
+            let e = run(line).err().unwrap_or_default();
+            assert!(e.contains(needle), "{line:?}: {e:?} should contain {needle:?}");
+        }
+        // Worker processes get it too.
+        let argv = std::iter::once("loadgen".to_owned()).chain(a.worker_argv(0, 2));
+        assert!(parse_from(argv).is_ok_and(|w| w.affine));
+        let plain = run("fanout").unwrap_or_else(|e| panic!("{e}"));
+        assert!(!plain.worker_argv(0, 2).iter().any(|f| f == "--affine"));
+    }
+
+    #[test]
     fn help_for_the_program_and_each_mode() {
         let help = |line: &str| match parse_line(line) {
             Err(e) if e.kind() == ErrorKind::DisplayHelp => e.render().to_string(),
@@ -693,7 +731,9 @@ mod tests {
         }
         assert!(!top.contains("--worker"), "the worker flag is hidden: {top}");
         let fanout = help("fanout -h");
-        for needle in ["--participants", "[default: 50]", "--warmup", "--heartbeat", "--setup-concurrency", "--url"] {
+        for needle in
+            ["--participants", "[default: 50]", "--warmup", "--heartbeat", "--setup-concurrency", "--url", "--affine"]
+        {
             assert!(fanout.contains(needle), "{needle} in {fanout}");
         }
         assert!(help("help churn").contains("--settle"));

@@ -314,6 +314,7 @@ pub fn run(args: Args, nofile: u64) -> u8 {
                 sleep_until_wall(end);
                 tl.window_end = sys::sample(pids);
                 tl.loadgen_end = sys::sample(&own);
+                tl.window_wall_us = Some((start, wall_now_us().min(end)));
                 tl.measured_seconds = ((wall_now_us().min(end) - start).max(0)) as f64 / 1e6;
             }
             Mode::Idle | Mode::Rest => {
@@ -325,6 +326,7 @@ pub fn run(args: Args, nofile: u64) -> u8 {
                 sleep_until_wall(end);
                 tl.window_end = sys::sample(pids);
                 tl.loadgen_end = sys::sample(&own);
+                tl.window_wall_us = Some((t0, wall_now_us().min(end)));
                 tl.measured_seconds = ((wall_now_us().min(end) - t0).max(0)) as f64 / 1e6;
             }
             Mode::Soak => {
@@ -336,6 +338,7 @@ pub fn run(args: Args, nofile: u64) -> u8 {
                 tl.soak = crate::soak::verdict::watch(&args, t0, &|| health(&rt));
                 tl.window_end = sys::sample(pids);
                 tl.loadgen_end = sys::sample(&own);
+                tl.window_wall_us = Some((t0, wall_now_us().min(end)));
                 tl.measured_seconds = ((wall_now_us().min(end) - t0).max(0)) as f64 / 1e6;
             }
             Mode::Churn => {

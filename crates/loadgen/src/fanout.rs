@@ -37,6 +37,19 @@ pub fn plan(mode: Mode, sessions: usize, participants: usize, sockets: usize, pe
     }
 }
 
+/// Which of `replicas` servers the socket of participant `j` (the global sender index) of session
+/// `session` (its global index) connects to: with `affine`, the session's replica, the same for
+/// all its participants (session index modulo the replicas, as an ingress hashing on the session
+/// id would spread them); otherwise participants alternate, so every session spans the replicas.
+pub fn replica_for(affine: bool, session: usize, j: usize, replicas: usize) -> usize {
+    let n = replicas.max(1);
+    if affine {
+        session % n
+    } else {
+        j % n
+    }
+}
+
 /// The timing of the run once it started: sends end at a clock reading (ns); the measured
 /// window is in wall µs, the unit of the timestamps that carry due times.
 #[derive(Debug, Clone, Copy)]
@@ -83,7 +96,7 @@ pub async fn run(env: Rc<Env>, ready: mpsc::Sender<()>, go: Go) {
     for (s, &n) in sizes.iter().enumerate().filter(|(s, _)| s % env.groups == env.gid) {
         env.stats.add("connections_attempted", n as u64);
         let (env, client, sem, shared) = (env.clone(), client.clone(), sem.clone(), shared.clone());
-        setups.push(tokio::task::spawn_local(setup_session(env, client, sem, shared, offsets[s], n)));
+        setups.push(tokio::task::spawn_local(setup_session(env, client, sem, shared, s, offsets[s], n)));
     }
     let mut sockets: Vec<Handle> = Vec::new();
     for s in setups {
@@ -194,6 +207,7 @@ async fn setup_session(
     client: Rc<Client>,
     sem: Rc<Semaphore>,
     shared: Rc<Shared>,
+    session: usize,
     first_j: usize,
     n: usize,
 ) -> Vec<Handle> {
@@ -226,7 +240,7 @@ async fn setup_session(
         if sys::stopped() {
             break;
         }
-        let target = &a.urls[j % a.urls.len()];
+        let target = &a.urls[replica_for(a.affine, session, j, a.urls.len())];
         let mut socket = match ws::connect(target, source_addr(target, a.source_addrs, j), &p.token).await {
             Ok(s) => s,
             Err(e) => {
@@ -349,5 +363,49 @@ mod tests {
         assert_eq!(plan(Mode::Idle, 0, 0, 120, 50), vec![50, 50, 20]);
         assert_eq!(plan(Mode::Idle, 0, 0, 100, 50), vec![50, 50]);
         assert_eq!(plan(Mode::Idle, 0, 0, 1, 50), vec![1]);
+    }
+
+    /// The replica of every socket of a run, as `run` and `setup_session` pick them.
+    fn replicas_of(affine: bool, sessions: usize, participants: usize, replicas: usize) -> Vec<Vec<usize>> {
+        let sizes = plan(Mode::Fanout, sessions, participants, 0, 0);
+        let mut first_j = 0;
+        let mut out = Vec::new();
+        for (s, &n) in sizes.iter().enumerate() {
+            out.push((first_j..first_j + n).map(|j| replica_for(affine, s, j, replicas)).collect());
+            first_j += n;
+        }
+        out
+    }
+
+    #[test]
+    fn spread_alternates_participants_over_the_replicas() {
+        let r = replicas_of(false, 3, 4, 2);
+        assert_eq!(r, vec![vec![0, 1, 0, 1], vec![0, 1, 0, 1], vec![0, 1, 0, 1]]);
+        // Odd sessions: the alternation runs on over the global index.
+        assert_eq!(replicas_of(false, 2, 3, 2), vec![vec![0, 1, 0], vec![1, 0, 1]]);
+        assert_eq!(replicas_of(false, 1, 5, 3), vec![vec![0, 1, 2, 0, 1]]);
+    }
+
+    #[test]
+    fn affine_puts_each_session_on_one_replica() {
+        let r = replicas_of(true, 5, 50, 2);
+        for (s, sockets) in r.iter().enumerate() {
+            assert_eq!(sockets.len(), 50);
+            assert!(sockets.iter().all(|&t| t == s % 2), "session {s}: {sockets:?}");
+        }
+        // Sessions are spread evenly: 20 sessions over 2 replicas, 10 each; over 3, 7/7/6.
+        let count = |r: &[Vec<usize>], t: usize| r.iter().filter(|s| s[0] == t).count();
+        let r = replicas_of(true, 20, 50, 2);
+        assert_eq!((count(&r, 0), count(&r, 1)), (10, 10));
+        let r = replicas_of(true, 20, 50, 3);
+        assert_eq!((count(&r, 0), count(&r, 1), count(&r, 2)), (7, 7, 6));
+    }
+
+    #[test]
+    fn one_replica_takes_everything() {
+        for affine in [false, true] {
+            assert!(replicas_of(affine, 4, 7, 1).iter().flatten().all(|&t| t == 0));
+            assert_eq!(replica_for(affine, 3, 9, 0), 0, "no replicas is taken as one");
+        }
     }
 }

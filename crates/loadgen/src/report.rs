@@ -19,6 +19,9 @@ pub struct Timeline {
     pub setup_seconds: f64,
     /// The measured window (shorter when interrupted).
     pub measured_seconds: f64,
+    /// Its start and end, wall-clock µs since the Unix epoch (for tools that read other counters,
+    /// Redis's say, over the same window).
+    pub window_wall_us: Option<(i64, i64)>,
     /// The server before anything was set up.
     pub before: Option<Sample>,
     /// After setup.
@@ -85,7 +88,8 @@ pub fn build(a: &Args, m: &WorkerReport, tl: &Timeline) -> Value {
     });
     let extra = match a.mode {
         Mode::Fanout => json!({"sessions": a.sessions, "participants": a.participants, "rate_hz": a.rate,
-                               "warmup_s": a.warmup, "drain_s": a.drain, "heartbeat_s": a.heartbeat}),
+                               "warmup_s": a.warmup, "drain_s": a.drain, "heartbeat_s": a.heartbeat,
+                               "affine": a.affine}),
         Mode::Idle => json!({"sockets": a.sockets, "per_session": a.per_session, "heartbeat_s": a.heartbeat}),
         Mode::Churn => json!({"rate_per_s": a.rate, "reuse": a.reuse, "settle_s": a.settle}),
         Mode::Rest => json!({"concurrency": a.concurrency}),
@@ -111,6 +115,9 @@ pub fn build(a: &Args, m: &WorkerReport, tl: &Timeline) -> Value {
     r.insert("config".into(), config);
     r.insert("setup_seconds".into(), json!(round(tl.setup_seconds, 3)));
     r.insert("measured_seconds".into(), json!(round(secs, 3)));
+    if let Some((start, end)) = tl.window_wall_us {
+        r.insert("window_unix_us".into(), json!({"start": start, "end": end}));
+    }
     let server_cpu = cpu(tl);
     let end_rss = tl.window_end.map(|s| s.rss_bytes);
     let held = m.get("held");
@@ -327,9 +334,13 @@ mod tests {
             measured_seconds: 2.0,
             window_start: Some(Sample { cpu_seconds: 1.0, rss_bytes: 1000 }),
             window_end: Some(Sample { cpu_seconds: 1.5, rss_bytes: 6000 }),
+            window_wall_us: Some((1_000_000, 3_000_000)),
             ..Timeline::default()
         };
         let r = build(&a, &m, &tl);
+        assert_eq!(r["window_unix_us"]["start"], 1_000_000);
+        assert_eq!(r["window_unix_us"]["end"], 3_000_000);
+        assert_eq!(r["config"]["affine"], false);
         assert_eq!(r["deliveries"]["lost"], 1);
         assert_eq!(r["deliveries"]["loss_ratio"], 0.05);
         assert_eq!(r["latency_us"]["p99"], 1500);
