@@ -38,6 +38,7 @@ impl fmt::Display for NodeAddress {
 #[derive(Clone)]
 pub struct Target {
     urls: Vec<String>,
+    first: ConnectionInfo,
     infos: Vec<ConnectionInfo>,
     ca: Option<Vec<u8>>,
     tls: bool,
@@ -57,13 +58,15 @@ impl Target {
             })
             .collect::<Result<Vec<_>, _>>()
             .map_err(RedisError::Config)?;
-        Ok(Self { urls: url.nodes().to_vec(), infos, ca, tls: url.is_tls() })
+        let first = infos.first().cloned().ok_or_else(|| {
+            RedisError::Config(redis::RedisError::from((redis::ErrorKind::InvalidClientConfig, "no Redis node")))
+        })?;
+        Ok(Self { urls: url.nodes().to_vec(), first, infos, ca, tls: url.is_tls() })
     }
 
     /// The first seed.
     pub fn first(&self) -> &ConnectionInfo {
-        // `RedisUrl` holds at least one node, so `infos` does too.
-        &self.infos[0]
+        &self.first
     }
 
     /// How many seeds were given.
@@ -133,10 +136,18 @@ fn certificates(pem: &[u8]) -> TlsCertificates {
     TlsCertificates { client_tls: None, root_cert: Some(pem.to_vec()) }
 }
 
-/// `PING` on one node of the cluster.
-pub async fn ping_node(conn: &mut ClusterConnection, node: NodeAddress) -> redis::RedisResult<()> {
-    let route = RoutingInfo::SingleNode(SingleNodeRoutingInfo::ByAddress { host: node.host, port: node.port });
-    conn.route_command(redis::cmd("PING"), route).await.map(|_| ())
+/// `PING` on every primary serving slots, through `conn`; the nodes the cluster knows of, when
+/// all answered. A shard whose primary failed is down until a replica took over.
+pub async fn ping_primaries(mut conn: ClusterConnection) -> Result<Vec<NodeAddress>, RedisError> {
+    let nodes: String = redis::cmd("CLUSTER").arg("NODES").query_async(&mut conn).await.map_err(RedisError::Command)?;
+    let pings = serving_primaries(&nodes).into_iter().map(|node| {
+        let mut conn = conn.clone();
+        let name = node.to_string();
+        let route = RoutingInfo::SingleNode(SingleNodeRoutingInfo::ByAddress { host: node.host, port: node.port });
+        async move { conn.route_command(redis::cmd("PING"), route).await.map_err(|_| RedisError::ShardDown(name)) }
+    });
+    futures_util::future::try_join_all(pings).await?;
+    Ok(node_addresses(&nodes))
 }
 
 /// One line of `CLUSTER NODES`: its address, whether it is a primary, whether it serves slots.
@@ -151,12 +162,12 @@ fn parse_node(line: &str) -> Option<(NodeAddress, bool, bool)> {
 }
 
 /// Every node `CLUSTER NODES` lists.
-pub fn node_addresses(nodes: &str) -> Vec<NodeAddress> {
+fn node_addresses(nodes: &str) -> Vec<NodeAddress> {
     nodes.lines().filter_map(parse_node).map(|(address, _, _)| address).collect()
 }
 
 /// The primaries that own slots, failed ones included: a shard is down until one took over.
-pub fn serving_primaries(nodes: &str) -> Vec<NodeAddress> {
+fn serving_primaries(nodes: &str) -> Vec<NodeAddress> {
     nodes.lines().filter_map(parse_node).filter(|(_, primary, serves)| *primary && *serves).map(|(a, _, _)| a).collect()
 }
 

@@ -23,7 +23,7 @@ use tokio::sync::{Mutex, OnceCell};
 use crate::config::{RedisCa, RedisUrl};
 use crate::telemetry::Chain;
 use clients::Target;
-pub use clients::{node_addresses, ping_node, serving_primaries, NodeAddress};
+pub use clients::{ping_primaries, NodeAddress};
 use pool::RedisPool;
 
 /// How long a Redis call may take before it counts as down.
@@ -247,22 +247,15 @@ impl RedisLink {
             self.run(|mut c| Box::pin(async move { redis::cmd("PING").query_async::<String>(&mut c).await })).await?;
             return Ok(started.elapsed());
         }
-        let nodes: String = self
-            .run(|mut c| Box::pin(async move { redis::cmd("CLUSTER").arg("NODES").query_async(&mut c).await }))
-            .await?;
-        let pings = serving_primaries(&nodes).into_iter().map(|node| async move {
-            let name = node.to_string();
-            let ping = self.run(move |c| {
-                Box::pin(async move {
-                    match c {
-                        Conn::Cluster(mut c) => ping_node(&mut c, node).await,
-                        Conn::Single(_) => Ok(()),
-                    }
-                })
-            });
-            ping.await.map_err(|_| RedisError::ShardDown(name))
-        });
-        futures_util::future::try_join_all(pings).await?;
+        let pinged = async {
+            match self.connection().await? {
+                Conn::Cluster(conn) => {
+                    tokio::time::timeout(DEADLINE * 2, ping_primaries(conn)).await.unwrap_or(Err(RedisError::Timeout))
+                }
+                Conn::Single(_) => Ok(Vec::new()),
+            }
+        };
+        pinged.await.inspect_err(|e| self.count(e))?;
         Ok(started.elapsed())
     }
 

@@ -18,13 +18,13 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use deadpool_redis::redis::{self, cluster_async::ClusterConnection, PushInfo, PushKind, Value};
+use deadpool_redis::redis::{cluster_async::ClusterConnection, PushInfo, PushKind, Value};
 use futures_util::StreamExt;
 use tokio::sync::mpsc;
 
 use super::{wait_offline, Backoff, Control, Inbox, Queue, Wanted};
 use crate::metrics::Metrics;
-use crate::redis_link::{node_addresses, ping_node, serving_primaries, NodeAddress, RedisError, RedisLink, DEADLINE};
+use crate::redis_link::{ping_primaries, NodeAddress, RedisError, RedisLink, DEADLINE};
 use crate::telemetry::Chain;
 
 /// How often the primaries are pinged and unconfirmed channels retried.
@@ -123,18 +123,6 @@ fn bytes_of(value: &Value) -> Option<&[u8]> {
         Value::SimpleString(s) => Some(s.as_bytes()),
         _ => None,
     }
-}
-
-/// `PING` on every primary serving slots; the nodes the cluster knows of, when all answered.
-async fn ping_primaries(mut conn: ClusterConnection) -> Result<Vec<NodeAddress>, RedisError> {
-    let nodes: String = redis::cmd("CLUSTER").arg("NODES").query_async(&mut conn).await.map_err(RedisError::Command)?;
-    let pings = serving_primaries(&nodes).into_iter().map(|node| {
-        let mut conn = conn.clone();
-        let name = node.to_string();
-        async move { ping_node(&mut conn, node).await.map_err(|_| RedisError::ShardDown(name)) }
-    });
-    futures_util::future::try_join_all(pings).await?;
-    Ok(node_addresses(&nodes))
 }
 
 /// Keeps the sharded subscriptions and delivers what arrives.
