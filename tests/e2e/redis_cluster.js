@@ -7,7 +7,8 @@
 //
 // Scenarios: cross-replica delivery and Presence; sessions on every shard, each delivering
 // across replicas through sharded pub/sub (one SSUBSCRIBE per replica on the owning primary,
-// no classic subscription anywhere) with its keys in its own slot on that primary; the cap and
+// no classic subscription anywhere) with its keys in its own slot on that primary; bursts in a
+// session of every shard at once (batches over several slots, all delivered in order); the cap and
 // an end across replicas; no store error in all that; SIGKILL of the primary of a busy session
 // (its replica promoted, fan-out and readiness back within 10 s, the resubscription counted);
 // live migration of a busy session's slot to another primary (Redis unsubscribes the slot's
@@ -651,6 +652,47 @@ async function slotMigrated(cluster, a, b, replicaStart) {
 
 // ----------------------------------------------------------------------- main
 
+// Bursts in sessions of every shard at once: the publisher's batches then hold messages of
+// several slots, which one pipeline could not carry (CROSSSLOT fails it whole, and a client that
+// ignored that would lose the lot). Every message must arrive, in order, none counted lost.
+async function burstsAcrossShards(cluster, a, b) {
+  const primaries = await cluster.primaries();
+  const byOwner = new Map();
+  for (let tries = 0; byOwner.size < primaries.length; tries++) {
+    assert.ok(tries < 40, `40 sessions did not land on all ${primaries.length} primaries`);
+    const s = await session(a.base);
+    const owner = await cluster.ownerOf(await cluster.keyslot(s.session_id));
+    if (!byOwner.has(owner)) byOwner.set(owner, s);
+  }
+  const pairs = [];
+  for (const s of byOwner.values()) {
+    const from = new Client('Hal', await join(a.base, s.session_id, 'Hal'));
+    const to = new Client('Ida', await join(b.base, s.session_id, 'Ida'));
+    await from.connect(a, s.session_id);
+    await to.connect(b, s.session_id);
+    pairs.push({ from, to });
+  }
+  const before = await scrapeAll([a, b]);
+  const burst = Array.from({ length: 10 }, (_, i) => 30 + i);
+  await Promise.all(pairs.flatMap(({ from }) => burst.map((lat) => from.push('location_update', { lat, lng: 2 }))));
+  for (const { from, to } of pairs) {
+    const got = () => to.seen('location_update', (p) => p.user_id === from.userId && p.lat >= 30).map((e) => e.payload.lat);
+    await until(`all ${burst.length} positions of a burst across replicas`, () => got().length === burst.length);
+    assert.deepStrictEqual(got(), burst, 'in the order sent');
+  }
+  const after = await scrapeAll([a, b]);
+  for (const r of [a, b]) {
+    const crossslot = (m) => metricSeries(m, 'redis_errors_total').find((x) => x.labels === '{error="crossslot"}')?.value ?? 0;
+    assert.strictEqual(crossslot(after[r.name]), crossslot(before[r.name]), `${r.name}: CROSSSLOT errors`);
+    assert.strictEqual(metric(after[r.name], 'pubsub_dropped_total'), metric(before[r.name], 'pubsub_dropped_total'), `${r.name}: dropped`);
+  }
+  console.log(`  ${pairs.length} sessions on ${byOwner.size} shards, ${burst.length} positions each at once: all delivered in order`);
+  for (const { from, to } of pairs) {
+    from.close();
+    to.close();
+  }
+}
+
 async function main(h) {
   const { step, Replica, track, work } = h;
   const t0 = Date.now();
@@ -669,6 +711,7 @@ async function main(h) {
   const start = await scrapeAll([a, b]);
   await step('redis_cluster.cross_replica_delivery_presence_and_removal', () => crossReplica(a, b));
   await step('redis_cluster.sessions_on_every_shard_sharded_pubsub_and_keys', () => everyShard(cluster, a, b));
+  await step('redis_cluster.bursts_in_every_shard_at_once', () => burstsAcrossShards(cluster, a, b));
   await step('redis_cluster.cap_with_joins_split_over_replicas', () => capAcrossReplicas(a, b));
   await step('redis_cluster.end_on_one_replica_closes_the_other', () => endOnOneClosesOther(a, b));
   const steady = await scrapeAll([a, b]);
