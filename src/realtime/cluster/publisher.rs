@@ -91,24 +91,40 @@ pub(super) async fn run(
         if send.is_empty() {
             continue;
         }
-        let sent = match tokio::time::timeout(DEADLINE, publish(&link, &mut conn, &send)).await {
-            Ok(sent) => sent,
-            Err(_) => Err(RedisError::Timeout),
-        };
-        match sent {
-            Ok(receivers) => {
-                metrics.pubsub_published.inc_by(send.len() as u64);
-                for (message, receivers) in send.iter().zip(receivers) {
-                    alone.learn(&message.channel, receivers, now, &metrics);
-                }
-            }
-            Err(e) => {
-                link.count(&e);
-                log::warn!("cluster publish failed: {}", Chain(&e));
-                conn = None;
-                drop_backlog(&mut queue, send.len(), &metrics);
+        let sent = tokio::time::timeout(DEADLINE, publish(&link, &mut conn, &send))
+            .await
+            .unwrap_or_else(|_| Sent::none(send.len(), RedisError::Timeout));
+        let published = sent.receivers.iter().flatten().count();
+        metrics.pubsub_published.inc_by(published as u64);
+        for (message, receivers) in send.iter().zip(&sent.receivers) {
+            if let Some(receivers) = receivers {
+                alone.learn(&message.channel, *receivers, now, &metrics);
             }
         }
+        if let Some(e) = sent.failure {
+            link.count(&e);
+            log::warn!("cluster publish failed: {}", Chain(&e));
+            if published == 0 {
+                conn = None;
+                drop_backlog(&mut queue, send.len(), &metrics);
+            } else {
+                // One shard failed, the others took theirs: only its messages are lost.
+                metrics.pubsub_dropped.inc_by((send.len() - published) as u64);
+            }
+        }
+    }
+}
+
+/// What one publish did: each message's receiver count (`None`: not sent), and the first failure.
+struct Sent {
+    receivers: Vec<Option<i64>>,
+    failure: Option<RedisError>,
+}
+
+impl Sent {
+    /// Nothing of `count` messages sent.
+    fn none(count: usize, failure: RedisError) -> Self {
+        Self { receivers: vec![None; count], failure: Some(failure) }
     }
 }
 
@@ -163,19 +179,13 @@ impl Alone {
     }
 }
 
-/// Sends the messages, connecting first if need be; how many subscribers received each.
-async fn publish(
-    link: &RedisLink,
-    conn: &mut Option<Connection>,
-    messages: &[Outgoing],
-) -> Result<Vec<i64>, RedisError> {
+/// Sends the messages, connecting first if need be.
+async fn publish(link: &RedisLink, conn: &mut Option<Connection>, messages: &[Outgoing]) -> Sent {
     if conn.is_none() {
-        *conn = Some(if link.is_cluster().await? {
-            Connection::Cluster(link.cluster_connection().await?)
-        } else {
-            let client = link.single_client()?;
-            Connection::Single(client.get_multiplexed_async_connection().await.map_err(RedisError::Connect)?)
-        });
+        match connect(link).await {
+            Ok(connected) => *conn = Some(connected),
+            Err(e) => return Sent::none(messages.len(), e),
+        }
     }
     match conn {
         Some(Connection::Single(c)) => {
@@ -183,16 +193,29 @@ async fn publish(
             for m in messages {
                 pipe.cmd("PUBLISH").arg(&m.channel).arg(m.payload.as_ref());
             }
-            pipe.query_async(c).await.map_err(RedisError::Command)
+            match pipe.query_async::<Vec<i64>>(c).await {
+                Ok(counts) => Sent { receivers: counts.into_iter().map(Some).collect(), failure: None },
+                Err(e) => Sent::none(messages.len(), RedisError::Command(e)),
+            }
         }
         Some(Connection::Cluster(c)) => publish_sharded(c, messages).await,
-        None => Ok(Vec::new()),
+        None => Sent { receivers: Vec::new(), failure: None },
     }
 }
 
+/// The publisher's own connection, of the kind Redis is.
+async fn connect(link: &RedisLink) -> Result<Connection, RedisError> {
+    if link.is_cluster().await? {
+        return Ok(Connection::Cluster(link.cluster_connection().await?));
+    }
+    let client = link.single_client()?;
+    Ok(Connection::Single(client.get_multiplexed_async_connection().await.map_err(RedisError::Connect)?))
+}
+
 /// One `SPUBLISH` pipeline per channel, all at once: a pipeline whose commands hash to several
-/// slots would fail whole (`CROSSSLOT`), and each channel's order is kept within its pipeline.
-async fn publish_sharded(conn: &ClusterConnection, messages: &[Outgoing]) -> Result<Vec<i64>, RedisError> {
+/// slots would fail whole (`CROSSSLOT`), each channel's order is kept within its pipeline, and
+/// a shard that fails loses only its own channels' messages.
+async fn publish_sharded(conn: &ClusterConnection, messages: &[Outgoing]) -> Sent {
     let mut by_channel: HashMap<&str, Vec<usize>> = HashMap::new();
     for (i, m) in messages.iter().enumerate() {
         by_channel.entry(&m.channel).or_default().push(i);
@@ -205,13 +228,20 @@ async fn publish_sharded(conn: &ClusterConnection, messages: &[Outgoing]) -> Res
         }
         async move { (indices, pipe.query_async::<Vec<i64>>(&mut conn).await) }
     });
-    let mut receivers = vec![0; messages.len()];
+    let mut sent = Sent { receivers: vec![None; messages.len()], failure: None };
     for (indices, result) in futures_util::future::join_all(sends).await {
-        for (i, count) in indices.into_iter().zip(result.map_err(RedisError::Command)?) {
-            receivers[i] = count;
+        match result {
+            Ok(counts) => {
+                for (i, count) in indices.into_iter().zip(counts) {
+                    sent.receivers[i] = Some(count);
+                }
+            }
+            Err(e) => {
+                sent.failure.get_or_insert(RedisError::Command(e));
+            }
         }
     }
-    Ok(receivers)
+    sent
 }
 
 /// While Redis is down, queued broadcasts are stale by the time it returns: drop them, briefly.
