@@ -516,9 +516,15 @@ w("")
 w("- The rate: at 1 Hz everyone is looking at the map. With `rate_advice` a session nobody looks at sends every "
   "15 s (benches/ADVICE.md), which divides deliveries, cores and pub/sub by up to 15; joins, leaves and "
   "flushes stay.")
-w(f"- The HPA: its CPU target is {hpa_cpu} % of the *request* ({req_cpu:g} cores), i.e. it adds pods once they average "
-  f"{req_cpu * hpa_cpu / 100:.3g} cores, long before the {pod_cpu * CORE_TARGET:.3g} cores assumed here, and reaches "
-  f"its {hpa_max} early; raise requests.cpu towards what a pod uses (and maxReplicas) before counting on the pod counts above.")
+hpa_cores, model_cores = req_cpu * hpa_cpu / 100, pod_cpu * CORE_TARGET
+if hpa_cores < 0.9 * model_cores:
+    w(f"- The HPA: its CPU target is {hpa_cpu} % of the *request* ({req_cpu:g} cores), i.e. it adds pods once they average "
+      f"{hpa_cores:.3g} cores, long before the {model_cores:.3g} cores assumed here, and reaches "
+      f"its {hpa_max} early; raise requests.cpu towards what a pod uses (and maxReplicas) before counting on the pod counts above.")
+else:
+    w(f"- The HPA: its CPU target is {hpa_cpu} % of the request ({req_cpu:g} cores): it adds pods once they average "
+      f"{hpa_cores:.3g} cores, the {model_cores:.3g} cores a pod is sized for here; past {hpa_max} pods, maxReplicas "
+      f"must be raised (and the nodes be there).")
 w("- The network: the CPU figures are loopback's, where the kernel's receive path runs on the server's core "
   "(about half the floor's 5.15 µs per write, RESULTS.md); ingress-nginx's own CPU for the sockets is not "
   "counted.")
