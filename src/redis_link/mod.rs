@@ -38,6 +38,12 @@ pub enum RedisError {
     /// No connection could be opened.
     #[error("no Redis connection")]
     Connect(#[source] redis::RedisError),
+    /// The connection pool of one Redis could not be built.
+    #[error("cannot build the Redis connection pool")]
+    PoolBuild(#[source] deadpool_redis::BuildError),
+    /// The connection pool of one Redis gave no connection (closed, or without a runtime).
+    #[error("no Redis connection from the pool")]
+    Pool(#[source] deadpool_redis::PoolError),
     /// Several seed nodes were given, but they are not a Redis Cluster.
     #[error("REDIS_URL names several nodes, but {0} is not in cluster mode")]
     NotACluster(String),
@@ -62,8 +68,8 @@ impl RedisError {
         let cause = match self {
             Self::Timeout => return "timeout",
             Self::ShardDown(_) => return "clusterdown",
-            Self::Config(_) | Self::NotACluster(_) => return "other",
-            Self::Connect(_) => return "unavailable",
+            Self::Config(_) | Self::NotACluster(_) | Self::PoolBuild(_) => return "other",
+            Self::Connect(_) | Self::Pool(_) => return "unavailable",
             Self::Command(e) => e,
         };
         match cause.kind() {

@@ -28,11 +28,8 @@ impl RedisPool {
         let manager = Manager::new(info).map_err(RedisError::Config)?;
         let mut config = PoolConfig::new(32);
         config.timeouts = Timeouts { wait: Some(DEADLINE), create: Some(DEADLINE), recycle: Some(DEADLINE) };
-        let pool = Pool::builder(manager)
-            .config(config)
-            .runtime(Runtime::Tokio1)
-            .build()
-            .map_err(|e| RedisError::Config(std::io::Error::other(e.to_string()).into()))?;
+        let pool =
+            Pool::builder(manager).config(config).runtime(Runtime::Tokio1).build().map_err(RedisError::PoolBuild)?;
         Ok(Self { pool, shared: Arc::new(Mutex::new(None)) })
     }
 
@@ -44,7 +41,7 @@ impl RedisPool {
         let fresh = self.pool.get().await.map_err(|e| match e {
             deadpool_redis::PoolError::Backend(e) => RedisError::Connect(e),
             deadpool_redis::PoolError::Timeout(_) => RedisError::Timeout,
-            other => RedisError::Connect(std::io::Error::other(other.to_string()).into()),
+            other => RedisError::Pool(other),
         })?;
         let Ok(mut slot) = self.shared.lock() else {
             return Ok(MultiplexedConnection::clone(&fresh));

@@ -76,6 +76,12 @@ impl Shards {
         all
     }
 
+    /// Subscribes to every wanted channel again, counted as resubscriptions for `reason`.
+    async fn resubscribe_all(&mut self, wanted: &Wanted, reason: Option<&str>) -> bool {
+        let all: Vec<String> = wanted.channels().cloned().collect();
+        self.subscribe(all, reason).await
+    }
+
     async fn unsubscribe(&mut self, channel: &str) {
         self.confirmed.remove(channel);
         let _ = tokio::time::timeout(DEADLINE, self.conn.sunsubscribe(channel)).await;
@@ -108,9 +114,8 @@ impl Shards {
             }
             (PushKind::Disconnection, _) => {
                 // Which node was lost is not said: every channel is checked again.
-                let all: Vec<String> = wanted.channels().cloned().collect();
                 self.confirmed.clear();
-                self.subscribe(all, Some("disconnected")).await;
+                self.resubscribe_all(wanted, Some("disconnected")).await;
             }
             _ => {}
         }
@@ -158,8 +163,7 @@ pub(super) async fn run(
             metrics.pubsub_reconnects.inc();
         }
         built_before = true;
-        let all: Vec<String> = wanted.channels().cloned().collect();
-        let mut healthy = shards.subscribe(all, reason).await;
+        let mut healthy = shards.resubscribe_all(&wanted, reason).await;
         metrics.pubsub_connected.set(i64::from(healthy));
 
         let (ping_tx, mut ping_rx) = mpsc::channel(1);
@@ -199,8 +203,7 @@ pub(super) async fn run(
                             if shard_down {
                                 shard_down = false;
                                 log::info!("cluster bus: every shard answers again; resubscribing {} channel(s)", wanted.len());
-                                let all: Vec<String> = wanted.channels().cloned().collect();
-                                healthy = shards.subscribe(all, Some("failover")).await;
+                                healthy = shards.resubscribe_all(&wanted, Some("failover")).await;
                             }
                         }
                         Some(Err(e)) => {
